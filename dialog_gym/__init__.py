@@ -1,0 +1,27 @@
+"""dialog_gym: token-level Gymnasium environments for dialogue and question answering.
+
+``import dialog_gym`` registers every env id, after which ``gym.make("DialogQA-v0")`` and
+``gym.make_vec("DialogQA-v0", num_envs=N)`` (the native vector env) work.
+"""
+
+from gymnasium.envs.registration import register
+
+from dialog_gym.env import DialogEnv
+from dialog_gym.evaluation import OracleAgent, RandomAgent, evaluate
+from dialog_gym.vector import DialogVectorEnv
+
+__all__ = ["DialogEnv", "DialogVectorEnv", "OracleAgent", "RandomAgent", "evaluate", "ENV_IDS"]
+__version__ = "0.1.0"
+
+ENV_IDS = ("DialogQA-v0", "DialogQA-Toy-v0")
+
+register(
+    id="DialogQA-v0",
+    entry_point="dialog_gym.envs:dialog_qa",
+    vector_entry_point="dialog_gym.envs:dialog_qa_vector",
+)
+register(
+    id="DialogQA-Toy-v0",
+    entry_point="dialog_gym.envs:dialog_qa_toy",
+    vector_entry_point="dialog_gym.envs:dialog_qa_toy_vector",
+)

@@ -1,0 +1,127 @@
+"""Demonstrations for maximum-likelihood pretraining: whole dialogues with the answers filled in.
+
+A demonstration is exactly the token sequence the env would produce if an agent gave the
+demonstrated answers, with a mask marking the agent's tokens (answers and their EOS), so a
+policy can be trained by teacher forcing with the loss on those tokens only. Like human data,
+demonstrations can be imperfect: a fraction ``noise`` of the answers is replaced by a wrong
+answer (another episode's reference) or a verbose one (the task's filler words, then the
+reference); the env's own reward says which demonstrated answers are correct.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from dialog_gym.episodes import concat_ragged
+from dialog_gym.random_streams import episode_index, uniform
+from dialog_gym.rewards import AnswerBatch
+from dialog_gym.tokenizers import Tokenizer
+
+if TYPE_CHECKING:
+    from dialog_gym.kernel import DialogueKernel
+
+
+@dataclass
+class Demonstrations:
+    """``n`` demonstrated dialogues as right-padded token ids."""
+
+    ids: np.ndarray  # (n, S) the whole dialogue, oldest token first
+    lengths: np.ndarray  # (n,)
+    answer_mask: np.ndarray  # (n, S) bool: tokens the agent produces (answers and their EOS)
+    correct: np.ndarray  # (n, T) bool: the demonstrated answer is correct by the env's reward
+    n_turns: np.ndarray  # (n,)
+    tokenizer: Tokenizer
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    @property
+    def accuracy(self) -> float:
+        """Fraction of demonstrated answers that the env's reward counts as correct."""
+        valid = np.arange(self.correct.shape[1])[None, :] < self.n_turns[:, None]
+        return float(self.correct[valid].mean())
+
+    def text(self, i: int) -> dict[str, str | list[str]]:
+        """Demonstration ``i`` as text: context, the user's questions and the demonstrated answers."""
+        ids, mask = self.ids[i, : self.lengths[i]], self.answer_mask[i, : self.lengths[i]]
+        edges = np.flatnonzero(np.diff(np.concatenate([[0], mask.astype(np.int8), [0]])))
+        user, answers, previous = [], [], 0
+        for begin, end in zip(edges[::2], edges[1::2]):
+            user.append(ids[previous:begin])
+            answers.append(self.tokenizer.decode(ids[begin:end], skip_special=True))
+            previous = end
+        context = np.array([], np.int64)
+        sep = self.tokenizer.sep_id
+        if user and sep is not None and sep in user[0]:
+            cut = int(np.flatnonzero(user[0] == sep)[0])
+            context, user[0] = user[0][:cut], user[0][cut + 1 :]
+        decode = lambda part: self.tokenizer.decode(part, skip_special=True)  # noqa: E731
+        return {"context": decode(context), "questions": [decode(q) for q in user], "answers": answers}
+
+
+def make_demonstrations(kernel: DialogueKernel, n: int, *, seed: int = 0, noise: float = 0.0,
+                        split: str = "train") -> Demonstrations:  # fmt: skip
+    """``n`` demonstrations of ``kernel``'s task from ``split``, a fraction ``noise`` of answers imperfect."""
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"n must be a positive number of demonstrations, got {n!r}")
+    if not 0.0 <= noise <= 1.0:
+        raise ValueError(f"noise must be a fraction in [0, 1], got {noise!r}")
+    task, tokenizer = kernel.task, kernel.tokenizer
+    key = np.uint64(np.random.default_rng(seed).integers(2**63))
+    index = episode_index(np.full(n, key, np.uint64), np.arange(n, dtype=np.uint64))
+    episodes = task.episodes(split, index)
+    turns = episodes.references.shape[1]
+    room = kernel.max_answer_tokens - 1  # an answer's tokens before EOS
+
+    answers = np.full((n, turns, room), tokenizer.pad_id, np.int64)
+    answer_len = np.minimum(episodes.reference_len, room)
+    width = min(room, episodes.references.shape[2])
+    answers[:, :, :width] = episodes.references[:, :, :width]
+    draws = uniform(index, 0, 2 * turns).reshape(n, turns, 2)
+    noisy = draws[..., 0] < noise
+    filler = np.array(task.filler_ids, np.int64)
+    verbose = noisy & (draws[..., 1] < 0.5) & (len(filler) > 0)
+    wrong = noisy & ~verbose
+    # A wrong answer is the reference of the same turn in the next demonstration.
+    other, other_len = np.roll(answers, 1, axis=0), np.roll(answer_len, 1, axis=0)
+    answers[wrong], answer_len[wrong] = other[wrong], other_len[wrong]
+    if len(filler):
+        long_answers, long_len = concat_ragged(
+            [(np.broadcast_to(filler, (n * turns, len(filler))), np.full(n * turns, len(filler))),
+             (answers.reshape(n * turns, room), answer_len.reshape(-1))],
+            tokenizer.pad_id,
+        )  # fmt: skip
+        long_answers, long_len = long_answers[:, :room].reshape(n, turns, room), np.minimum(long_len, room).reshape(n, turns)
+        answers[verbose], answer_len[verbose] = long_answers[verbose], long_len[verbose]
+
+    live = np.arange(turns)[None, :] < episodes.n_turns[:, None]
+    scores = np.zeros((n, turns))
+    for t in range(turns):
+        batch = AnswerBatch(
+            response=answers[:, t], response_len=answer_len[:, t], ended=np.ones(n, bool),
+            reference=episodes.references[:, t], reference_len=episodes.reference_len[:, t],
+            keywords=episodes.keywords[:, t], keyword_len=episodes.keyword_len[:, t],
+        )  # fmt: skip
+        scores[:, t] = kernel.reward_fn(batch)
+    correct = (scores >= kernel.success_reward) & live
+
+    # Interleave user segments and answers (each answer closed by EOS); unused turns are empty.
+    pieces, is_answer = [], []
+    for t in range(turns):
+        closed = np.concatenate([answers[:, t], np.full((n, 1), tokenizer.pad_id)], axis=1)
+        closed[np.arange(n), answer_len[:, t]] = tokenizer.eos_id
+        pieces.append((episodes.segments[:, t], np.where(live[:, t], episodes.segment_len[:, t], 0)))
+        pieces.append((closed, np.where(live[:, t], answer_len[:, t] + 1, 0)))
+        is_answer += [False, True]
+    ids, lengths = concat_ragged(pieces, tokenizer.pad_id)
+    marks, _ = concat_ragged(
+        [(np.full(tokens.shape, flag, np.int64), piece_len) for (tokens, piece_len), flag in zip(pieces, is_answer)],
+        0,
+    )
+    return Demonstrations(
+        ids=ids, lengths=lengths, answer_mask=marks.astype(bool), correct=correct,
+        n_turns=episodes.n_turns.copy(), tokenizer=tokenizer,
+    )  # fmt: skip

@@ -1,0 +1,214 @@
+"""``DialogEnv``: one dialogue episode at a time, one token per step (a Gymnasium ``Env``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from dialog_gym.demonstrations import Demonstrations, make_demonstrations
+from dialog_gym.kernel import DialogueKernel
+from dialog_gym.rewards import TextReward
+from dialog_gym.tasks.base import Task
+
+RENDER_MODES = ("ansi", "human")
+
+
+class DialogEnv(gym.Env):
+    """A dialogue or QA task in which the agent answers one token per step.
+
+    ## Description
+    The observation is the dialogue so far: context, the user's questions and the agent's own
+    answers, as token ids. Each step the agent emits one token; EOS ends its answer. The next
+    question is then appended, and after the last answer the episode ends. Which task supplies
+    the episodes (generated micro-worlds, a toy lookup table, a user's JSONL file) is set by the
+    registered id; see ``dialog_gym.tasks``.
+
+    ## Action Space
+    ``Discrete(V)``: a token id of the task's tokenizer (V = ``tokenizer.vocab_size``). Special
+    tokens other than EOS are allowed but never useful; ``info["action_mask"]`` (and
+    ``action_masks()``, for sb3-contrib's ``MaskablePPO``) marks the tokens worth emitting.
+
+    ## Observation Space
+    ``MultiDiscrete([V] * max_len)`` of int64: the last ``max_len`` tokens of the dialogue,
+    left-padded with ``pad_id`` so the newest token is last. The oldest tokens are dropped when
+    the dialogue outgrows the window.
+
+    ## Rewards
+    Sparse by default: when an answer ends (EOS or the token limit) it is scored against the
+    reference by ``reward``: ``"keyword"`` (+1 if it contains the reference keyword, else -1),
+    ``"exact"`` (1 or 0), ``"f1"`` (token F1), ``"match"`` (fraction of reference positions right,
+    EOS included), or a function ``fn(response, reference, keywords) -> float`` of text. An answer
+    is *correct* when its reward is at least ``success_reward``. With ``shaping=c`` every answer
+    token also earns ``+c/(n+1)`` if it is the reference's token at that position (EOS after the
+    n reference tokens) and ``-c/(n+1)`` otherwise.
+
+    ## Starting State
+    ``reset`` draws the next episode of the split from the env's seeded stream, or episode
+    ``options["index"]`` of the split.
+
+    ## Episode End
+    *Terminated* when the last answer ends with EOS; *truncated* when an answer reaches
+    ``max_answer_tokens`` without EOS (``info["truncated_by"] == "max_answer_tokens"``).
+
+    ## Info
+    Every step: ``action_mask`` (int8, V), ``expert_action`` (the reference's next token),
+    ``turn``, ``reference`` (text of the current reference answer) and ``answer`` (the current
+    answer so far). When an answer ends: ``answer_reward`` and ``answer_correct``. When the
+    episode ends: ``episode`` = {r: return, l: length, answers, correct, success, answer_tokens}.
+
+    ## Arguments
+    ``split`` ("train" or "test"), ``reward``, ``shaping``, ``success_reward``,
+    ``max_answer_tokens`` (default: longest reference + EOS + room for a verbose answer),
+    ``max_len`` (default: the longest dialogue), ``demo_noise`` (fraction of demonstrations made
+    wrong or verbose), ``render_mode`` ("ansi" returns the transcript, "human" prints it).
+
+    ## Version History
+    * v0: initial version.
+    """
+
+    metadata = {"render_modes": list(RENDER_MODES), "render_fps": 4}
+
+    def __init__(
+        self,
+        task: Task,
+        *,
+        split: str = "train",
+        reward: str | TextReward | None = None,
+        shaping: float = 0.0,
+        success_reward: float = 1.0,
+        max_answer_tokens: int | None = None,
+        max_len: int | None = None,
+        demo_noise: float = 0.0,
+        render_mode: str | None = None,
+    ) -> None:
+        self.kernel = DialogueKernel(
+            task, 1, split=split, reward=reward, shaping=shaping, success_reward=success_reward,
+            max_answer_tokens=max_answer_tokens, max_len=max_len,
+        )  # fmt: skip
+        self.task = task
+        self.tokenizer = task.tokenizer
+        self.demo_noise = check_noise(demo_noise)
+        self.render_mode = check_render_mode(render_mode)
+        vocab = self.tokenizer.vocab_size
+        self.observation_space = spaces.MultiDiscrete(np.full(self.kernel.max_len, vocab), dtype=np.int64)
+        self.action_space = spaces.Discrete(vocab)
+        self._action_mask = self.kernel.action_mask.astype(np.int8)
+        self._started = False
+
+    @property
+    def split(self) -> str:
+        return self.kernel.split
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        index = reset_index(options, self.task, self.split)
+        super().reset(seed=seed)
+        if seed is not None or not self._started:
+            self.kernel.seed_rows(np.array([0]), np.array([self.np_random.integers(2**63)], np.uint64))
+        self.kernel.reset_rows(np.array([0]), None if index is None else np.array([index], np.uint64))
+        self._started = True
+        if self.render_mode == "human":
+            self.render()
+        return self.kernel.obs[0].copy(), self._info(None)
+
+    def step(self, action):
+        if not self._started:
+            raise gym.error.ResetNeeded("step() was called before reset(); call reset() first")
+        if self.kernel.done[0]:
+            raise gym.error.ResetNeeded("step() was called after the episode ended; call reset() to start a new one")
+        token = check_action(action, self.tokenizer.vocab_size)
+        outcome = self.kernel.step(np.array([token]))
+        if self.render_mode == "human":
+            self.render()
+        return (
+            self.kernel.obs[0].copy(),
+            float(outcome.reward[0]),
+            bool(outcome.terminated[0]),
+            bool(outcome.truncated[0]),
+            self._info(outcome),
+        )
+
+    def _info(self, outcome) -> dict[str, Any]:
+        kernel = self.kernel
+        turn = int(kernel.turn[0])
+        reference = kernel.episodes.references[0, turn, : kernel.episodes.reference_len[0, turn]]
+        info: dict[str, Any] = {
+            "action_mask": self._action_mask.copy(),
+            "expert_action": int(kernel.expert_action()[0]),
+            "turn": turn,
+            "reference": self.tokenizer.decode(reference),
+            "answer": self.tokenizer.decode(kernel.answers[0, turn, : kernel.pos[0]]),
+        }
+        if outcome is not None and outcome.answer_done[0]:
+            info["answer_reward"] = float(outcome.answer_reward[0])
+            info["answer_correct"] = bool(outcome.answer_correct[0])
+        if outcome is not None and kernel.done[0]:
+            info["episode"] = {key: value[0].item() for key, value in kernel.episode_stats(np.array([0])).items()}
+            if outcome.truncated[0]:
+                info["truncated_by"] = "max_answer_tokens"
+        return info
+
+    def action_masks(self) -> np.ndarray:
+        """Tokens worth emitting (all but the special tokens other than EOS), for ``MaskablePPO``."""
+        return self.kernel.action_mask.copy()
+
+    def render(self) -> str | None:
+        if self.render_mode is None:
+            gym.logger.warn("render() called without a render_mode; pass render_mode='ansi' or 'human' to gym.make")
+            return None
+        text = self.tokenizer.decode(self.kernel.history(0)) if self._started else ""
+        if self.render_mode == "human":
+            print(text)
+            return None
+        return text
+
+    def demonstrations(self, n: int, seed: int = 0, noise: float | None = None) -> Demonstrations:
+        """``n`` demonstrations from the training split, ``noise`` (default ``demo_noise``) of them imperfect."""
+        return make_demonstrations(self.kernel, n, seed=seed, noise=self.demo_noise if noise is None else noise)
+
+
+def check_action(action: Any, vocab_size: int) -> int:
+    """The token id of a single action, or a one-line error naming what is wrong with it."""
+    if isinstance(action, np.ndarray):
+        if action.shape != ():
+            raise gym.error.InvalidAction(
+                f"action must be a single token id, got an array of shape {action.shape}; pass one integer"
+            )
+        action = action[()]
+    if isinstance(action, (bool, np.bool_)) or not isinstance(action, (int, np.integer)):
+        raise gym.error.InvalidAction(
+            f"action must be an integer token id in [0, {vocab_size}), got {action!r} ({type(action).__name__})"
+        )
+    if not 0 <= action < vocab_size:
+        raise gym.error.InvalidAction(f"action {int(action)} is out of range: expected a token id in [0, {vocab_size})")
+    return int(action)
+
+
+def check_noise(noise: float) -> float:
+    if isinstance(noise, bool) or not isinstance(noise, (int, float)) or not 0.0 <= noise <= 1.0:
+        raise ValueError(f"demo_noise must be a fraction in [0, 1], got {noise!r}")
+    return float(noise)
+
+
+def check_render_mode(render_mode: str | None) -> str | None:
+    if render_mode is not None and render_mode not in RENDER_MODES:
+        raise ValueError(f"unknown render_mode {render_mode!r}; expected None or one of {list(RENDER_MODES)}")
+    return render_mode
+
+
+def reset_index(options: dict[str, Any] | None, task: Task, split: str) -> int | None:
+    """The episode index asked for by ``reset(options={"index": k})``, checked against the split."""
+    if not options:
+        return None
+    unknown = set(options) - {"index"}
+    if unknown:
+        raise ValueError(f"unknown reset option(s) {sorted(unknown)}; the only option is 'index' (an episode number)")
+    index = options["index"]
+    if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or index < 0:
+        raise ValueError(f"options['index'] must be a non-negative integer, got {index!r}")
+    size = task.num_examples(split)
+    if size is not None and index >= size:
+        raise ValueError(f"options['index']={index} is out of range: the {split!r} split holds {size} episodes")
+    return int(index)

@@ -1,0 +1,60 @@
+"""Entry points of the registered env ids: build the task, then the single or the vector env.
+
+Constructor arguments go to the task (e.g. ``n_people``, ``vocab_size``, ``dataset``) or to the
+env (``ENV_ARGS``: split, reward, ...); ``gym.make`` and ``gym.make_vec`` pass them through.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dialog_gym.env import DialogEnv
+from dialog_gym.tasks.base import Task
+from dialog_gym.tasks.dataset import JsonlTask
+from dialog_gym.tasks.microworld import MicroWorldTask
+from dialog_gym.tasks.toy import ToyLookupTask
+from dialog_gym.tokenizers import Tokenizer
+from dialog_gym.vector import DialogVectorEnv
+
+ENV_ARGS = ("split", "reward", "shaping", "success_reward", "max_answer_tokens", "max_len", "demo_noise", "render_mode")
+
+
+def dialog_qa_task(dataset: str | None = None, tokenizer: str | Tokenizer | None = None, **world: Any) -> Task:
+    """The DialogQA task: generated micro-worlds, or the episodes of a JSONL ``dataset``."""
+    if dataset is not None:
+        if world:
+            raise ValueError(f"{sorted(world)} configure generated worlds; they cannot be combined with dataset=")
+        return JsonlTask(dataset, tokenizer="word" if tokenizer is None else tokenizer)
+    if tokenizer is not None:
+        raise ValueError("tokenizer= applies to dataset= files; generated worlds use their own word vocabulary")
+    return MicroWorldTask(**world)
+
+
+def _split_args(kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    env_args = {key: kwargs.pop(key) for key in ENV_ARGS if key in kwargs}
+    kwargs.pop("max_episode_steps", None)  # gym.make_vec forwards the spec's (unset) step limit
+    return env_args, kwargs
+
+
+def dialog_qa(**kwargs: Any) -> DialogEnv:
+    """``DialogQA-v0``: conversational QA over generated micro-worlds (or a JSONL dataset)."""
+    env_args, task_args = _split_args(kwargs)
+    return DialogEnv(dialog_qa_task(**task_args), **env_args)
+
+
+def dialog_qa_vector(num_envs: int = 1, **kwargs: Any) -> DialogVectorEnv:
+    """The native vector version of ``DialogQA-v0``."""
+    env_args, task_args = _split_args(kwargs)
+    return DialogVectorEnv(dialog_qa_task(**task_args), num_envs, **env_args)
+
+
+def dialog_qa_toy(**kwargs: Any) -> DialogEnv:
+    """``DialogQA-Toy-v0``: a seeded question -> answer lookup over a small vocabulary."""
+    env_args, task_args = _split_args(kwargs)
+    return DialogEnv(ToyLookupTask(**task_args), **env_args)
+
+
+def dialog_qa_toy_vector(num_envs: int = 1, **kwargs: Any) -> DialogVectorEnv:
+    """The native vector version of ``DialogQA-Toy-v0``."""
+    env_args, task_args = _split_args(kwargs)
+    return DialogVectorEnv(ToyLookupTask(**task_args), num_envs, **env_args)

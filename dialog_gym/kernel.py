@@ -1,0 +1,236 @@
+"""The step kernel: N dialogue episodes advanced together with numpy.
+
+``DialogEnv`` runs it with N == 1 and ``DialogVectorEnv`` with N rows, so a single env and a row of
+the vector env follow the same code and give the same episodes for the same seed. Per step the
+work is a fixed number of array operations over N rows: appending a token shifts a window of
+``max_len`` ids, and only finished answers are scored, so a step costs the same late in a long
+dialogue as at its start.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from dialog_gym.episodes import Episodes
+from dialog_gym.random_streams import episode_index
+from dialog_gym.rewards import AnswerBatch, BatchReward, TextReward, resolve_reward
+from dialog_gym.tasks.base import Task, check_split
+
+
+@dataclass
+class StepOutcome:
+    """What one kernel step produced, one entry per row."""
+
+    reward: np.ndarray  # (N,) float64
+    terminated: np.ndarray  # (N,) bool: the last answer ended with EOS
+    truncated: np.ndarray  # (N,) bool: an answer reached max_answer_tokens
+    reset: np.ndarray  # (N,) bool: the row started a new episode instead (next-step autoreset)
+    answer_done: np.ndarray  # (N,) bool: an answer ended on this step
+    answer_reward: np.ndarray  # (N,) float64, where answer_done
+    answer_correct: np.ndarray  # (N,) bool, where answer_done
+
+
+class DialogueKernel:
+    """State and step logic for ``num_envs`` dialogue episodes of one task and split."""
+
+    def __init__(
+        self,
+        task: Task,
+        num_envs: int,
+        *,
+        split: str = "train",
+        reward: str | TextReward | None = None,
+        shaping: float = 0.0,
+        success_reward: float = 1.0,
+        max_answer_tokens: int | None = None,
+        max_len: int | None = None,
+    ) -> None:
+        if not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
+            raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
+        if not np.isfinite(shaping):
+            raise ValueError(f"shaping must be a finite float, got {shaping!r}")
+        self.task = task
+        self.split = check_split(split)
+        if task.num_examples(split) == 0:
+            raise ValueError(f"the {split!r} split of this task holds no episode; pick another split or add data")
+        self.tokenizer = task.tokenizer
+        self.reward_name = reward if isinstance(reward, str) else (task.default_reward if reward is None else "custom")
+        self.reward_fn: BatchReward = resolve_reward(task.default_reward if reward is None else reward, task.tokenizer)
+        self.shaping = float(shaping)
+        self.success_reward = float(success_reward)
+        limits = task.limits
+        self.limits = limits
+        needed = limits.max_reference_len + 1
+        self.max_answer_tokens = needed + len(task.filler_ids) if max_answer_tokens is None else max_answer_tokens
+        if not isinstance(self.max_answer_tokens, (int, np.integer)) or self.max_answer_tokens < needed:
+            raise ValueError(
+                f"max_answer_tokens={max_answer_tokens!r} is too small: reference answers need up to "
+                f"{needed} tokens with EOS; use max_answer_tokens >= {needed}"
+            )
+        full = limits.max_dialogue_len + limits.max_turns * self.max_answer_tokens
+        self.max_len = full if max_len is None else max_len
+        shortest = limits.max_question_len + self.max_answer_tokens
+        if not isinstance(self.max_len, (int, np.integer)) or self.max_len < shortest:
+            raise ValueError(
+                f"max_len={max_len!r} is too short: the longest question with its answer needs {shortest} "
+                f"tokens; use max_len >= {shortest} (the whole dialogue fits in {full})"
+            )
+
+        n, t, pad = int(num_envs), limits.max_turns, self.tokenizer.pad_id
+        self.num_envs = n
+        self.rows = np.arange(n)
+        self.obs = np.full((n, self.max_len), pad, np.int64)
+        self.episodes = Episodes.empty(n, limits, pad)
+        self.answers = np.full((n, t, self.max_answer_tokens), pad, np.int64)
+        self.turn = np.zeros(n, np.int64)
+        self.pos = np.zeros(n, np.int64)  # tokens emitted in the current answer
+        self.episode_return = np.zeros(n)
+        self.episode_length = np.zeros(n, np.int64)
+        self.answer_len = np.zeros((n, t), np.int64)  # tokens of each finished answer, EOS included
+        self.answers_given = np.zeros(n, np.int64)
+        self.answers_correct = np.zeros(n, np.int64)
+        self.answer_tokens = np.zeros(n, np.int64)  # answer tokens over the episode, EOS not counted
+        self.done = np.ones(n, bool)  # the row's episode is over (or never started)
+        self.key = np.zeros(n, np.uint64)
+        self.counter = np.zeros(n, np.uint64)
+
+        self.action_mask = np.ones(self.tokenizer.vocab_size, bool)
+        for special in ("pad_id", "bos_id", "sep_id", "unk_id", "user_id", "agent_id"):
+            token = getattr(self.tokenizer, special, None)
+            if token is not None:
+                self.action_mask[token] = False
+        self.action_mask.flags.writeable = False
+
+    # -- episodes -------------------------------------------------------------------------------
+
+    def seed_rows(self, rows: np.ndarray, keys: np.ndarray) -> None:
+        """Restart the episode streams of ``rows`` from the given 64-bit keys."""
+        self.key[rows] = keys
+        self.counter[rows] = 0
+
+    def reset_rows(self, rows: np.ndarray, index: np.ndarray | None = None) -> None:
+        """Start the next episode of each row's stream (or the episodes ``index`` of the split)."""
+        if index is None:
+            index = episode_index(self.key[rows], self.counter[rows])
+            self.counter[rows] += np.uint64(1)
+        self.episodes.put(rows, self.task.episodes(self.split, np.asarray(index, np.uint64)))
+        self.obs[rows] = self.tokenizer.pad_id
+        self.answers[rows] = self.tokenizer.pad_id
+        for state in (self.turn, self.pos, self.episode_return, self.episode_length, self.answer_len,
+                      self.answers_given, self.answers_correct, self.answer_tokens):  # fmt: skip
+            state[rows] = 0
+        self.done[rows] = False
+        self._append_segments(rows)
+
+    def _append_segments(self, rows: np.ndarray) -> None:
+        """Append user segment ``turn`` to the observation window of each row, dropping the oldest ids."""
+        segments = self.episodes.segments[rows, self.turn[rows]]  # (R, S)
+        lengths = self.episodes.segment_len[rows, self.turn[rows]]  # (R,)
+        joined = np.concatenate([self.obs[rows], segments], axis=1)  # (R, L + S)
+        # The window after appending is joined[len : len + L] of each row.
+        columns = lengths[:, None] + np.arange(self.max_len)[None, :]
+        self.obs[rows] = np.take_along_axis(joined, columns, axis=1)
+
+    # -- stepping -------------------------------------------------------------------------------
+
+    def expert_action(self) -> np.ndarray:
+        """The token the reference answer has next, per row (EOS once the reference is complete)."""
+        width = self.episodes.references.shape[2]
+        next_token = self.episodes.references[self.rows, self.turn, np.minimum(self.pos, width - 1)]
+        reference_len = self.episodes.reference_len[self.rows, self.turn]
+        return np.where(self.pos < reference_len, next_token, self.tokenizer.eos_id)
+
+    def step(self, actions: np.ndarray) -> StepOutcome:
+        """Append one token per row; rows whose episode was over start a new one instead.
+
+        ``actions`` must already be validated: (N,) integer ids in ``[0, vocab_size)``.
+        """
+        n = self.num_envs
+        reward = np.zeros(n)
+        terminated = np.zeros(n, bool)
+        truncated = np.zeros(n, bool)
+        answer_done = np.zeros(n, bool)
+        answer_reward = np.zeros(n)
+        answer_correct = np.zeros(n, bool)
+        resetting = self.done.copy()
+        live = np.flatnonzero(~resetting)
+        tokens = actions[live]
+
+        if self.shaping:
+            expert = self.expert_action()[live]
+            share = self.shaping / (self.episodes.reference_len[live, self.turn[live]] + 1)
+            reward[live] += np.where(tokens == expert, share, -share)
+
+        self.obs[live, :-1] = self.obs[live, 1:]
+        self.obs[live, -1] = tokens
+        turn = self.turn[live]
+        self.answers[live, turn, self.pos[live]] = tokens
+        self.pos[live] += 1
+        self.episode_length[live] += 1
+
+        ended = tokens == self.tokenizer.eos_id
+        at_limit = ~ended & (self.pos[live] >= self.max_answer_tokens)
+        finished = ended | at_limit
+        if finished.any():
+            rows, ended, at_limit, turn = live[finished], ended[finished], at_limit[finished], turn[finished]
+            lengths = self.pos[rows] - ended
+            scores = self._score(rows, turn, lengths, ended)
+            correct = scores >= self.success_reward
+            reward[rows] += scores
+            answer_done[rows], answer_reward[rows], answer_correct[rows] = True, scores, correct
+            self.answer_len[rows, turn] = self.pos[rows]
+            self.answers_given[rows] += 1
+            self.answers_correct[rows] += correct
+            self.answer_tokens[rows] += lengths
+            last = turn == self.episodes.n_turns[rows] - 1
+            terminated[rows] = ended & last
+            truncated[rows] = at_limit
+            self.done[rows] = (ended & last) | at_limit
+            advancing = rows[ended & ~last]
+            if len(advancing):
+                self.turn[advancing] += 1
+                self.pos[advancing] = 0
+                self._append_segments(advancing)
+
+        self.episode_return[live] += reward[live]
+        if resetting.any():
+            self.reset_rows(np.flatnonzero(resetting))
+        return StepOutcome(reward, terminated, truncated, resetting, answer_done, answer_reward, answer_correct)
+
+    def _score(self, rows: np.ndarray, turn: np.ndarray, lengths: np.ndarray, ended: np.ndarray) -> np.ndarray:
+        episodes = self.episodes
+        batch = AnswerBatch(
+            response=self.answers[rows, turn],
+            response_len=lengths,
+            ended=ended,
+            reference=episodes.references[rows, turn],
+            reference_len=episodes.reference_len[rows, turn],
+            keywords=episodes.keywords[rows, turn],
+            keyword_len=episodes.keyword_len[rows, turn],
+        )
+        return np.asarray(self.reward_fn(batch), dtype=np.float64)
+
+    # -- what the envs report -------------------------------------------------------------------
+
+    def episode_stats(self, rows: np.ndarray) -> dict[str, np.ndarray]:
+        """Statistics of the episodes of ``rows`` (final once they have ended)."""
+        return {
+            "r": self.episode_return[rows],
+            "l": self.episode_length[rows],
+            "answers": self.answers_given[rows],
+            "correct": self.answers_correct[rows],
+            "questions": self.episodes.n_turns[rows],
+            "success": self.answers_correct[rows] == self.episodes.n_turns[rows],
+            "answer_tokens": self.answer_tokens[rows],
+        }
+
+    def history(self, row: int) -> np.ndarray:
+        """Every token of the row's dialogue so far, oldest first (not cut to ``max_len``)."""
+        pieces = []
+        for t in range(int(self.turn[row]) + 1):
+            pieces.append(self.episodes.segments[row, t, : self.episodes.segment_len[row, t]])
+            emitted = self.pos[row] if t == self.turn[row] else self.answer_len[row, t]
+            pieces.append(self.answers[row, t, :emitted])
+        return np.concatenate(pieces)

@@ -1,0 +1,175 @@
+"""``DialogVectorEnv``: N dialogue episodes stepped at once with numpy (a native Gymnasium ``VectorEnv``).
+
+It runs the same kernel as ``DialogEnv``, so row ``i`` of ``reset(seed=s)`` plays exactly the
+episodes of a single env reset with seed ``s + i`` (Gymnasium's convention for vector seeds).
+Finished rows are reset on the following step (``AutoresetMode.NEXT_STEP``): that step ignores
+the row's action and returns its first observation with reward 0.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+from gymnasium.utils import seeding
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
+
+from dialog_gym.demonstrations import Demonstrations, make_demonstrations
+from dialog_gym.env import RENDER_MODES, check_noise, check_render_mode, reset_index
+from dialog_gym.kernel import DialogueKernel
+from dialog_gym.rewards import TextReward
+from dialog_gym.tasks.base import Task
+
+
+class DialogVectorEnv(VectorEnv):
+    """``num_envs`` copies of ``DialogEnv`` in one set of arrays; see ``DialogEnv`` for the task.
+
+    Infos hold arrays over rows, each with a boolean ``_key`` array saying which rows it is
+    valid for: ``action_mask`` (N, V), ``expert_action``, ``turn``; ``answer_reward`` and
+    ``answer_correct`` where an answer ended; ``episode`` (a dict of arrays: r, l, answers,
+    correct, success, answer_tokens) and ``truncated_by`` where an episode ended.
+    """
+
+    metadata = {"render_modes": list(RENDER_MODES), "autoreset_mode": AutoresetMode.NEXT_STEP}
+
+    def __init__(
+        self,
+        task: Task,
+        num_envs: int = 1,
+        *,
+        split: str = "train",
+        reward: str | TextReward | None = None,
+        shaping: float = 0.0,
+        success_reward: float = 1.0,
+        max_answer_tokens: int | None = None,
+        max_len: int | None = None,
+        demo_noise: float = 0.0,
+        render_mode: str | None = None,
+    ) -> None:
+        self.kernel = DialogueKernel(
+            task, num_envs, split=split, reward=reward, shaping=shaping, success_reward=success_reward,
+            max_answer_tokens=max_answer_tokens, max_len=max_len,
+        )  # fmt: skip
+        self.task = task
+        self.tokenizer = task.tokenizer
+        self.num_envs = int(num_envs)
+        self.demo_noise = check_noise(demo_noise)
+        self.render_mode = check_render_mode(render_mode)
+        vocab = self.tokenizer.vocab_size
+        self.single_observation_space = spaces.MultiDiscrete(np.full(self.kernel.max_len, vocab), dtype=np.int64)
+        self.single_action_space = spaces.Discrete(vocab)
+        self.observation_space = batch_space(self.single_observation_space, self.num_envs)
+        self.action_space = batch_space(self.single_action_space, self.num_envs)
+        self._all_rows = np.ones(self.num_envs, bool)
+        self._all_rows.flags.writeable = False
+        self._action_mask = np.broadcast_to(self.kernel.action_mask.astype(np.int8), (self.num_envs, vocab))
+        self._started = False
+
+    @property
+    def split(self) -> str:
+        return self.kernel.split
+
+    def reset(self, *, seed: int | list[int | None] | None = None, options: dict[str, Any] | None = None):
+        index = self._reset_indices(options)
+        super().reset(seed=seed)
+        rows = np.arange(self.num_envs)
+        if seed is not None or not self._started:
+            seeds = _row_seeds(seed, self.num_envs)
+            self.kernel.seed_rows(rows, np.array([seeding.np_random(s)[0].integers(2**63) for s in seeds], np.uint64))
+        self.kernel.reset_rows(rows, index)
+        self._started = True
+        return self.kernel.obs.copy(), self._info(None)
+
+    def _reset_indices(self, options: dict[str, Any] | None) -> np.ndarray | None:
+        """Per-row episode indices from ``options["index"]`` (one for all rows, or one per row)."""
+        if not options:
+            return None
+        index = options.get("index")
+        per_row = np.ndim(index) > 0
+        values = list(index) if per_row else [index]
+        if per_row and len(values) != self.num_envs:
+            raise ValueError(f"options['index'] must be one index or {self.num_envs} (one per row), got {len(values)}")
+        checked = [reset_index({**options, "index": value}, self.task, self.split) for value in values]
+        return np.array(checked if per_row else checked * self.num_envs, np.uint64)
+
+    def step(self, actions):
+        if not self._started:
+            raise gym.error.ResetNeeded("step() was called before reset(); call reset() first")
+        tokens = check_actions(actions, self.num_envs, self.tokenizer.vocab_size)
+        outcome = self.kernel.step(tokens)
+        return (
+            self.kernel.obs.copy(),
+            outcome.reward,
+            outcome.terminated,
+            outcome.truncated,
+            self._info(outcome),
+        )
+
+    def _info(self, outcome) -> dict[str, Any]:
+        kernel, every = self.kernel, self._all_rows
+        info: dict[str, Any] = {
+            "action_mask": self._action_mask, "_action_mask": every,
+            "expert_action": kernel.expert_action(), "_expert_action": every,
+            "turn": kernel.turn.copy(), "_turn": every,
+        }  # fmt: skip
+        if outcome is None:
+            return info
+        if outcome.answer_done.any():
+            info["answer_reward"], info["_answer_reward"] = outcome.answer_reward, outcome.answer_done
+            info["answer_correct"], info["_answer_correct"] = outcome.answer_correct, outcome.answer_done
+        ended = outcome.terminated | outcome.truncated
+        if ended.any():
+            info["episode"] = {key: value.copy() for key, value in kernel.episode_stats(slice(None)).items()}
+            info["_episode"] = ended
+        if outcome.truncated.any():
+            info["truncated_by"] = np.where(outcome.truncated, "max_answer_tokens", "")
+            info["_truncated_by"] = outcome.truncated
+        return info
+
+    def action_masks(self) -> np.ndarray:
+        """(N, V) tokens worth emitting per row, for sb3-contrib's ``MaskablePPO``."""
+        return np.broadcast_to(self.kernel.action_mask, (self.num_envs, self.tokenizer.vocab_size)).copy()
+
+    def render(self) -> tuple[str, ...] | None:
+        if self.render_mode is None:
+            gym.logger.warn("render() called without a render_mode; pass render_mode='ansi' or 'human'")
+            return None
+        texts = tuple(self.tokenizer.decode(self.kernel.history(i)) for i in range(self.num_envs))
+        if self.render_mode == "human":
+            for i, text in enumerate(texts):
+                print(f"[{i}] {text}")
+            return None
+        return texts
+
+    def demonstrations(self, n: int, seed: int = 0, noise: float | None = None) -> Demonstrations:
+        """``n`` demonstrations from the training split, ``noise`` (default ``demo_noise``) of them imperfect."""
+        return make_demonstrations(self.kernel, n, seed=seed, noise=self.demo_noise if noise is None else noise)
+
+
+def check_actions(actions: Any, num_envs: int, vocab_size: int) -> np.ndarray:
+    """(N,) int64 token ids, or a one-line error naming what is wrong with ``actions``."""
+    array = np.asarray(actions)
+    if array.shape != (num_envs,):
+        raise gym.error.InvalidAction(f"actions must have shape ({num_envs},), one token id per row; got shape {array.shape}")
+    if array.dtype == bool or not np.issubdtype(array.dtype, np.integer):
+        raise gym.error.InvalidAction(f"actions must be integer token ids, got dtype {array.dtype}")
+    bad = (array < 0) | (array >= vocab_size)
+    if bad.any():
+        row = int(np.argmax(bad))
+        raise gym.error.InvalidAction(
+            f"action {int(array[row])} of row {row} is out of range: expected token ids in [0, {vocab_size})"
+        )
+    return array.astype(np.int64, copy=False)
+
+
+def _row_seeds(seed: int | list[int | None] | None, num_envs: int) -> list[int | None]:
+    if seed is None:
+        return [None] * num_envs
+    if isinstance(seed, (int, np.integer)):
+        return [int(seed) + i for i in range(num_envs)]
+    if len(seed) != num_envs:
+        raise ValueError(f"seed must be an int or a list of {num_envs} seeds, got a list of {len(seed)}")
+    return list(seed)
