@@ -10,10 +10,14 @@ from dialog_gym.env import DialogEnv
 from dialog_gym.evaluation import OracleAgent, RandomAgent, evaluate
 from dialog_gym.vector import DialogVectorEnv
 
-__all__ = ["DialogEnv", "DialogVectorEnv", "OracleAgent", "RandomAgent", "evaluate", "ENV_IDS"]
+__all__ = ["DialogEnv", "DialogVectorEnv", "OracleAgent", "RandomAgent", "evaluate", "ENV_IDS", "ENV_SUMMARIES"]
 __version__ = "0.1.0"
 
-ENV_IDS = ("DialogQA-v0", "DialogQA-Toy-v0")
+ENV_SUMMARIES = {
+    "DialogQA-v0": "conversational QA over generated micro-worlds, with follow-up questions (or your JSONL data)",
+    "DialogQA-Toy-v0": "a seeded question -> answer lookup over a small vocabulary; the optimum is known",
+}
+ENV_IDS = tuple(ENV_SUMMARIES)
 
 register(
     id="DialogQA-v0",

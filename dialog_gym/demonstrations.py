@@ -33,6 +33,7 @@ class Demonstrations:
     answer_mask: np.ndarray  # (n, S) bool: tokens the agent produces (answers and their EOS)
     correct: np.ndarray  # (n, T) bool: the demonstrated answer is correct by the env's reward
     n_turns: np.ndarray  # (n,)
+    index: np.ndarray  # (n,) uint64: ``reset(options={"index": int(index[i])})`` plays episode i
     tokenizer: Tokenizer
 
     def __len__(self) -> int:
@@ -72,6 +73,9 @@ def make_demonstrations(kernel: DialogueKernel, n: int, *, seed: int = 0, noise:
     task, tokenizer = kernel.task, kernel.tokenizer
     key = np.uint64(np.random.default_rng(seed).integers(2**63))
     index = episode_index(np.full(n, key, np.uint64), np.arange(n, dtype=np.uint64))
+    size = task.num_examples(split)
+    if size is not None:
+        index %= np.uint64(size)  # the same episodes, numbered as reset(options={"index": ...}) expects
     episodes = task.episodes(split, index)
     turns = episodes.references.shape[1]
     room = kernel.max_answer_tokens - 1  # an answer's tokens before EOS
@@ -123,5 +127,5 @@ def make_demonstrations(kernel: DialogueKernel, n: int, *, seed: int = 0, noise:
     )
     return Demonstrations(
         ids=ids, lengths=lengths, answer_mask=marks.astype(bool), correct=correct,
-        n_turns=episodes.n_turns.copy(), tokenizer=tokenizer,
+        n_turns=episodes.n_turns.copy(), index=index, tokenizer=tokenizer,
     )  # fmt: skip

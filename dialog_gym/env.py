@@ -133,7 +133,7 @@ class DialogEnv(gym.Env):
     def _info(self, outcome) -> dict[str, Any]:
         kernel = self.kernel
         turn = int(kernel.turn[0])
-        reference = kernel.episodes.references[0, turn, : kernel.episodes.reference_len[0, turn]]
+        reference = kernel.reference(0)
         info: dict[str, Any] = {
             "action_mask": self._action_mask.copy(),
             "expert_action": int(kernel.expert_action()[0]),
@@ -142,6 +142,9 @@ class DialogEnv(gym.Env):
             "answer": self.tokenizer.decode(kernel.answers[0, turn, : kernel.pos[0]]),
         }
         if outcome is not None and outcome.answer_done[0]:
+            finished = turn if kernel.done[0] else turn - 1  # the turn has moved on unless the episode ended
+            finished_answer = kernel.answers[0, finished, : kernel.answer_len[0, finished]]
+            info["answer"] = self.tokenizer.decode(finished_answer, skip_special=True)
             info["answer_reward"] = float(outcome.answer_reward[0])
             info["answer_correct"] = bool(outcome.answer_correct[0])
         if outcome is not None and kernel.done[0]:

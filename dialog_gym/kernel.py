@@ -46,6 +46,7 @@ class DialogueKernel:
         success_reward: float = 1.0,
         max_answer_tokens: int | None = None,
         max_len: int | None = None,
+        prefetch: int | None = None,
     ) -> None:
         if not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
             raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
@@ -82,7 +83,6 @@ class DialogueKernel:
         self.num_envs = n
         self.rows = np.arange(n)
         self.obs = np.full((n, self.max_len), pad, np.int64)
-        self.episodes = Episodes.empty(n, limits, pad)
         self.answers = np.full((n, t, self.max_answer_tokens), pad, np.int64)
         self.turn = np.zeros(n, np.int64)
         self.pos = np.zeros(n, np.int64)  # tokens emitted in the current answer
@@ -93,8 +93,16 @@ class DialogueKernel:
         self.answers_correct = np.zeros(n, np.int64)
         self.answer_tokens = np.zeros(n, np.int64)  # answer tokens over the episode, EOS not counted
         self.done = np.ones(n, bool)  # the row's episode is over (or never started)
+
+        # Episode streams: row r plays episodes episode_index(key[r], 0), (key[r], 1), ... Generated
+        # tasks cost a fixed overhead per call, so each row keeps up to ``depth`` upcoming episodes
+        # generated ahead, and they are generated for all rows at once when one row runs out.
         self.key = np.zeros(n, np.uint64)
-        self.counter = np.zeros(n, np.uint64)
+        self.counter = np.zeros(n, np.int64)  # the stream position of the row's next episode
+        self.depth = (16 if task.num_examples(split) is None else 1) if prefetch is None else prefetch
+        self.ahead = Episodes.empty(n * self.depth, limits, pad)  # row r's episode c sits at r * depth + c % depth
+        self.ready_until = np.zeros(n, np.int64)  # stream positions below this are generated
+        self.slot = np.arange(n) * self.depth  # where each row's current episode sits in ``ahead``
 
         self.action_mask = np.ones(self.tokenizer.vocab_size, bool)
         for special in ("pad_id", "bos_id", "sep_id", "unk_id", "user_id", "agent_id"):
@@ -109,13 +117,20 @@ class DialogueKernel:
         """Restart the episode streams of ``rows`` from the given 64-bit keys."""
         self.key[rows] = keys
         self.counter[rows] = 0
+        self.ready_until[rows] = 0
 
     def reset_rows(self, rows: np.ndarray, index: np.ndarray | None = None) -> None:
         """Start the next episode of each row's stream (or the episodes ``index`` of the split)."""
+        position = self.counter[rows]
+        self.slot[rows] = rows * self.depth + position % self.depth
         if index is None:
-            index = episode_index(self.key[rows], self.counter[rows])
-            self.counter[rows] += np.uint64(1)
-        self.episodes.put(rows, self.task.episodes(self.split, np.asarray(index, np.uint64)))
+            if (position >= self.ready_until[rows]).any():
+                self._generate_ahead(rows)
+            self.counter[rows] += 1
+        else:
+            # An explicit episode takes the slot of the stream's next one, which must be redone.
+            self.ahead.put(self.slot[rows], self.task.episodes(self.split, np.asarray(index, np.uint64)))
+            self.ready_until[rows] = position
         self.obs[rows] = self.tokenizer.pad_id
         self.answers[rows] = self.tokenizer.pad_id
         for state in (self.turn, self.pos, self.episode_return, self.episode_length, self.answer_len,
@@ -124,10 +139,26 @@ class DialogueKernel:
         self.done[rows] = False
         self._append_segments(rows)
 
+    def _generate_ahead(self, starting: np.ndarray) -> None:
+        """Fill every row's queue up to ``depth`` episodes, counting the one it plays now.
+
+        ``starting`` rows are about to play stream position ``counter``; the others are playing
+        ``counter - 1``, whose slot must not be overwritten.
+        """
+        first_kept = self.counter - 1
+        first_kept[starting] += 1
+        start = np.maximum(self.ready_until, first_kept)
+        count = np.maximum(first_kept + self.depth - start, 0)
+        owner = np.repeat(self.rows, count)
+        position = start[owner] + np.arange(len(owner)) - np.repeat(np.cumsum(count) - count, count)
+        index = episode_index(self.key[owner], position.astype(np.uint64))
+        self.ahead.put(owner * self.depth + position % self.depth, self.task.episodes(self.split, index))
+        self.ready_until = np.maximum(self.ready_until, first_kept + self.depth)
+
     def _append_segments(self, rows: np.ndarray) -> None:
         """Append user segment ``turn`` to the observation window of each row, dropping the oldest ids."""
-        segments = self.episodes.segments[rows, self.turn[rows]]  # (R, S)
-        lengths = self.episodes.segment_len[rows, self.turn[rows]]  # (R,)
+        segments = self.ahead.segments[self.slot[rows], self.turn[rows]]  # (R, S)
+        lengths = self.ahead.segment_len[self.slot[rows], self.turn[rows]]  # (R,)
         joined = np.concatenate([self.obs[rows], segments], axis=1)  # (R, L + S)
         # The window after appending is joined[len : len + L] of each row.
         columns = lengths[:, None] + np.arange(self.max_len)[None, :]
@@ -135,102 +166,106 @@ class DialogueKernel:
 
     # -- stepping -------------------------------------------------------------------------------
 
+    def reference_len(self) -> np.ndarray:
+        """Length of each row's current reference answer, EOS not counted."""
+        return self.ahead.reference_len[self.slot, self.turn]
+
+    def reference(self, row: int) -> np.ndarray:
+        """The token ids of the row's current reference answer."""
+        return self.ahead.references[self.slot[row], self.turn[row], : self.ahead.reference_len[self.slot[row], self.turn[row]]]
+
     def expert_action(self) -> np.ndarray:
         """The token the reference answer has next, per row (EOS once the reference is complete)."""
-        width = self.episodes.references.shape[2]
-        next_token = self.episodes.references[self.rows, self.turn, np.minimum(self.pos, width - 1)]
-        reference_len = self.episodes.reference_len[self.rows, self.turn]
-        return np.where(self.pos < reference_len, next_token, self.tokenizer.eos_id)
+        width = self.ahead.references.shape[2]
+        next_token = self.ahead.references[self.slot, self.turn, np.minimum(self.pos, width - 1)]
+        return np.where(self.pos < self.reference_len(), next_token, self.tokenizer.eos_id)
 
     def step(self, actions: np.ndarray) -> StepOutcome:
         """Append one token per row; rows whose episode was over start a new one instead.
 
-        ``actions`` must already be validated: (N,) integer ids in ``[0, vocab_size)``.
+        ``actions`` must already be validated: (N,) integer ids in ``[0, vocab_size)``. Every
+        array operation runs over all rows; rows that start a new episode are overwritten at
+        the end, which is cheaper than gathering the live rows first.
         """
         n = self.num_envs
+        resetting = self.done.copy()
+        live = ~resetting
         reward = np.zeros(n)
-        terminated = np.zeros(n, bool)
-        truncated = np.zeros(n, bool)
-        answer_done = np.zeros(n, bool)
         answer_reward = np.zeros(n)
         answer_correct = np.zeros(n, bool)
-        resetting = self.done.copy()
-        live = np.flatnonzero(~resetting)
-        tokens = actions[live]
 
         if self.shaping:
-            expert = self.expert_action()[live]
-            share = self.shaping / (self.episodes.reference_len[live, self.turn[live]] + 1)
-            reward[live] += np.where(tokens == expert, share, -share)
+            share = self.shaping / (self.reference_len() + 1)
+            reward += np.where(actions == self.expert_action(), share, -share) * live
 
-        self.obs[live, :-1] = self.obs[live, 1:]
-        self.obs[live, -1] = tokens
-        turn = self.turn[live]
-        self.answers[live, turn, self.pos[live]] = tokens
-        self.pos[live] += 1
-        self.episode_length[live] += 1
+        self.obs[:, :-1] = self.obs[:, 1:]
+        self.obs[:, -1] = actions
+        self.answers[self.rows, self.turn, np.minimum(self.pos, self.max_answer_tokens - 1)] = actions
+        self.pos += 1
+        self.episode_length += 1
 
-        ended = tokens == self.tokenizer.eos_id
-        at_limit = ~ended & (self.pos[live] >= self.max_answer_tokens)
-        finished = ended | at_limit
-        if finished.any():
-            rows, ended, at_limit, turn = live[finished], ended[finished], at_limit[finished], turn[finished]
-            lengths = self.pos[rows] - ended
-            scores = self._score(rows, turn, lengths, ended)
+        ended = (actions == self.tokenizer.eos_id) & live
+        at_limit = ~ended & live & (self.pos >= self.max_answer_tokens)
+        answer_done = ended | at_limit
+        terminated = np.zeros(n, bool)
+        if answer_done.any():
+            rows = np.flatnonzero(answer_done)
+            turn, row_ended = self.turn[rows], ended[rows]
+            lengths = self.pos[rows] - row_ended
+            scores = self._score(rows, turn, lengths, row_ended)
             correct = scores >= self.success_reward
             reward[rows] += scores
-            answer_done[rows], answer_reward[rows], answer_correct[rows] = True, scores, correct
+            answer_reward[rows], answer_correct[rows] = scores, correct
             self.answer_len[rows, turn] = self.pos[rows]
             self.answers_given[rows] += 1
             self.answers_correct[rows] += correct
             self.answer_tokens[rows] += lengths
-            last = turn == self.episodes.n_turns[rows] - 1
-            terminated[rows] = ended & last
-            truncated[rows] = at_limit
-            self.done[rows] = (ended & last) | at_limit
-            advancing = rows[ended & ~last]
+            last = turn == self.ahead.n_turns[self.slot[rows]] - 1
+            terminated[rows] = row_ended & last
+            advancing = rows[row_ended & ~last]
             if len(advancing):
                 self.turn[advancing] += 1
                 self.pos[advancing] = 0
                 self._append_segments(advancing)
-
-        self.episode_return[live] += reward[live]
+        self.done = terminated | at_limit
+        self.episode_return += reward
         if resetting.any():
             self.reset_rows(np.flatnonzero(resetting))
-        return StepOutcome(reward, terminated, truncated, resetting, answer_done, answer_reward, answer_correct)
+        return StepOutcome(reward, terminated, at_limit, resetting, answer_done, answer_reward, answer_correct)
 
     def _score(self, rows: np.ndarray, turn: np.ndarray, lengths: np.ndarray, ended: np.ndarray) -> np.ndarray:
-        episodes = self.episodes
+        ahead, slot = self.ahead, self.slot[rows]
         batch = AnswerBatch(
             response=self.answers[rows, turn],
             response_len=lengths,
             ended=ended,
-            reference=episodes.references[rows, turn],
-            reference_len=episodes.reference_len[rows, turn],
-            keywords=episodes.keywords[rows, turn],
-            keyword_len=episodes.keyword_len[rows, turn],
+            reference=ahead.references[slot, turn],
+            reference_len=ahead.reference_len[slot, turn],
+            keywords=ahead.keywords[slot, turn],
+            keyword_len=ahead.keyword_len[slot, turn],
         )
         return np.asarray(self.reward_fn(batch), dtype=np.float64)
 
     # -- what the envs report -------------------------------------------------------------------
 
-    def episode_stats(self, rows: np.ndarray) -> dict[str, np.ndarray]:
+    def episode_stats(self, rows: np.ndarray | slice) -> dict[str, np.ndarray]:
         """Statistics of the episodes of ``rows`` (final once they have ended)."""
+        questions = self.ahead.n_turns[self.slot[rows]]
         return {
             "r": self.episode_return[rows],
             "l": self.episode_length[rows],
             "answers": self.answers_given[rows],
             "correct": self.answers_correct[rows],
-            "questions": self.episodes.n_turns[rows],
-            "success": self.answers_correct[rows] == self.episodes.n_turns[rows],
+            "questions": questions,
+            "success": self.answers_correct[rows] == questions,
             "answer_tokens": self.answer_tokens[rows],
         }
 
     def history(self, row: int) -> np.ndarray:
         """Every token of the row's dialogue so far, oldest first (not cut to ``max_len``)."""
-        pieces = []
+        pieces, slot = [], self.slot[row]
         for t in range(int(self.turn[row]) + 1):
-            pieces.append(self.episodes.segments[row, t, : self.episodes.segment_len[row, t]])
+            pieces.append(self.ahead.segments[slot, t, : self.ahead.segment_len[slot, t]])
             emitted = self.pos[row] if t == self.turn[row] else self.answer_len[row, t]
             pieces.append(self.answers[row, t, :emitted])
         return np.concatenate(pieces)

@@ -57,8 +57,13 @@ def read_jsonl(path: str | os.PathLike[str]) -> list[Example]:
     if not os.path.isfile(path):
         raise FileNotFoundError(f"dataset file {path!r} does not exist; pass the path of a JSONL file")
     examples, problems = [], []
-    with open(path, encoding="utf-8") as handle:
-        for number, raw in enumerate(handle, start=1):
+    with open(path, "rb") as handle:
+        for number, raw_bytes in enumerate(handle, start=1):
+            try:
+                raw = raw_bytes.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError as error:
+                problems.append(f"line {number}: not UTF-8 text ({error.reason} at byte {error.start})")
+                continue
             if not raw.strip():
                 continue
             try:
@@ -213,7 +218,7 @@ def _limits(encoded: list) -> EpisodeLimits:
         max_turns=max(len(s) for s, _, _, _ in encoded),
         max_segment_len=max(len(x) for s, _, _, _ in encoded for x in s),
         max_dialogue_len=max(sum(len(x) for x in s) for s, _, _, _ in encoded),
-        max_question_len=max(max(q0, *(len(x) for x in s[1:])) for s, _, _, q0 in encoded),
+        max_question_len=max(max([q0, *(len(x) for x in s[1:])]) for s, _, _, q0 in encoded),
         max_reference_len=max(len(x) for _, a, _, _ in encoded for x in a),
         max_keywords=max(len(k) for _, _, ks, _ in encoded for k in ks),
         max_keyword_len=max(len(x) for _, _, ks, _ in encoded for k in ks for x in k),
