@@ -1,14 +1,19 @@
-"""The ``dialog-gym`` command line."""
+"""The ``dialog-gym`` command line: train, evaluate, chat, plot and list the environments."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
+from pathlib import Path
 from typing import Any, Sequence
 
 import gymnasium as gym
 import yaml
 
 import dialog_gym
+
+EVAL_COLUMNS = ["agent", "mean_return", "answer_accuracy", "success_rate", "mean_answer_tokens"]
 
 
 def parse_env_args(pairs: Sequence[str]) -> dict[str, Any]:
@@ -17,7 +22,7 @@ def parse_env_args(pairs: Sequence[str]) -> dict[str, Any]:
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
-            raise SystemExit(f"dialog-gym: --env-arg expects KEY=VALUE, got {pair!r}")
+            raise ValueError(f"--env-arg expects KEY=VALUE, got {pair!r}")
         out[key.strip()] = yaml.safe_load(value) if value.strip() else ""
     return out
 
@@ -30,65 +35,222 @@ def format_table(rows: list[dict[str, Any]], columns: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
+def eval_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
+    rows = [{"agent": name, **values} for name, values in results.items() if isinstance(values, dict) and "mean_return" in values]
+    if "demonstrations" in results:
+        rows.append({"agent": "demonstrations", **results["demonstrations"]})
+    return rows
+
+
+# -- commands -----------------------------------------------------------------------------------
+
+
 def cmd_envs(args: argparse.Namespace) -> None:
     rows = []
     for env_id in dialog_gym.ENV_IDS:
         env = gym.make(env_id)
-        task = env.unwrapped.task
         rows.append({
-            "id": env_id,
-            "task": type(task).__name__,
-            "vocab": env.action_space.n,
-            "obs length": env.observation_space.shape[0],
-            "turns": task.limits.max_turns,
-            "reward": env.unwrapped.kernel.reward_name,
+            "id": env_id, "vocab": env.action_space.n, "obs length": env.observation_space.shape[0],
+            "turns": env.unwrapped.task.limits.max_turns, "reward": env.unwrapped.kernel.reward_name,
             "summary": dialog_gym.ENV_SUMMARIES[env_id],
         })  # fmt: skip
-    print(format_table(rows, ["id", "task", "vocab", "obs length", "turns", "reward", "summary"]))
+    print(format_table(rows, ["id", "vocab", "obs length", "turns", "reward", "summary"]))
     example = gym.make(dialog_gym.ENV_IDS[0], render_mode="ansi")
     example.reset(seed=0)
     print(f"\nAn episode of {dialog_gym.ENV_IDS[0]} (seed 0) as the agent first sees it:\n{example.render()}")
 
 
+def load_config(args: argparse.Namespace):
+    from agents.train import TrainConfig
+
+    data: dict[str, Any] = {}
+    if args.config:
+        path = Path(args.config)
+        if not path.is_file():
+            raise FileNotFoundError(f"config file {path} does not exist")
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        if not isinstance(loaded, dict):
+            raise ValueError(f"{path}: expected a YAML mapping of config keys, got {type(loaded).__name__}")
+        data = loaded
+    overrides = {"env": args.env, "seed": args.seed, "total_steps": args.total_steps, "num_envs": args.num_envs,
+                 "device": args.device}  # fmt: skip
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    if args.env_arg:
+        data["env_args"] = {**data.get("env_args", {}), **parse_env_args(args.env_arg)}
+    if args.no_pretrain:
+        data["pretrain"] = False
+    return TrainConfig.from_dict(data)
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from agents.train import TrainConfig, train
+
+    if args.resume:
+        run_dir = Path(args.resume)
+        config_file = run_dir / "config.yaml"
+        if not config_file.is_file():
+            raise FileNotFoundError(f"{config_file} does not exist; --resume needs the directory of an earlier run")
+        config = TrainConfig.from_dict(yaml.safe_load(config_file.read_text(encoding="utf-8")))
+        results = train(config, run_dir, resume=True, progress=not args.quiet)
+    else:
+        config = load_config(args)
+        results = train(config, args.out, progress=not args.quiet)
+        run_dir = Path(args.out)
+    if results:
+        print(f"\n{config.env}, test split, {config.eval_episodes} episodes per agent (sampling from each policy):")
+        print(format_table(eval_rows(results), EVAL_COLUMNS))
+        print(f"\nRun directory: {run_dir} (config.yaml, metrics.csv, tensorboard/, checkpoints/, eval.json)")
+
+
+def load_trained_policy(run_dir: Path, device: str = "cpu"):
+    """The PPO policy of a run directory (its latest checkpoint) and the run's config."""
+    from agents.checkpoint import latest_checkpoint, load_checkpoint
+    from agents.train import Run, TrainConfig
+
+    config_file = Path(run_dir) / "config.yaml"
+    if not config_file.is_file():
+        raise FileNotFoundError(f"{config_file} does not exist; pass the directory of a training run")
+    config = TrainConfig.from_dict(yaml.safe_load(config_file.read_text(encoding="utf-8")))
+    config.num_envs, config.device = 1, device
+    run = Run(config, Path(run_dir), progress=False)
+    load_checkpoint(latest_checkpoint(Path(run_dir) / "checkpoints"), run.policy, None, run.device)
+    return run.policy, config
+
+
 def cmd_evaluate(args: argparse.Namespace) -> None:
+    from agents.agent import PolicyAgent
+
     env_kwargs = parse_env_args(args.env_arg)
-    agents = {"random": dialog_gym.RandomAgent(args.seed), "oracle": dialog_gym.OracleAgent()}
+    agents: dict[str, Any] = {}
+    if args.run_dir:
+        policy, config = load_trained_policy(Path(args.run_dir))
+        env_id = args.env or config.env
+        env_kwargs = {**config.env_args, **env_kwargs} if env_id == config.env else env_kwargs
+        agents["ppo"] = PolicyAgent(policy, greedy=args.greedy, seed=args.seed)
+    else:
+        env_id = args.env or "DialogQA-v0"
+    for name in args.agents or ([] if args.run_dir else ["random", "oracle"]):
+        agents[name] = {"random": dialog_gym.RandomAgent(args.seed), "oracle": dialog_gym.OracleAgent()}[name]
     rows = []
-    for name in args.agents:
-        result = dialog_gym.evaluate(agents[name], args.env, episodes=args.episodes, seed=args.seed,
-                                     split=args.split, **env_kwargs)  # fmt: skip
+    for name, agent in agents.items():
+        result = dialog_gym.evaluate(agent, env_id, episodes=args.episodes, seed=args.seed, split=args.split, **env_kwargs)
         rows.append({"agent": name, **result})
-    print(f"{args.env}, {args.split} split, {args.episodes} episodes, seed {args.seed}")
-    print(format_table(rows, ["agent", "mean_return", "answer_accuracy", "success_rate", "mean_answer_tokens"]))
+    print(f"{env_id}, {args.split} split, {args.episodes} episodes, seed {args.seed}")
+    print(format_table(rows, EVAL_COLUMNS))
+
+
+def cmd_chat(args: argparse.Namespace) -> None:
+    import numpy as np
+    import torch
+
+    policy, config = load_trained_policy(Path(args.run_dir))
+    env = gym.make(config.env, split="test", **config.env_args).unwrapped
+    tokenizer = env.tokenizer
+    obs, _ = env.reset(seed=args.seed, options={"index": args.episode} if args.episode is not None else None)
+    opening = env.kernel.history(0)
+    sep = tokenizer.sep_id
+    context = opening[: list(opening).index(sep) + 1] if sep is not None and sep in opening else opening[:0]
+    print("Context:", tokenizer.decode(context, skip_special=True))
+    print("Ask a question about it (an empty line or end of input quits).")
+    dialogue = list(context)
+    for line in sys.stdin:
+        question = line.strip()
+        if not question:
+            break
+        unknown = [w for w in tokenizer.normalize(question).split() if tokenizer.token_to_id(w) is None] \
+            if hasattr(tokenizer, "normalize") else []  # fmt: skip
+        if unknown:
+            print(f"(not in the vocabulary, read as <unk>: {', '.join(unknown)})")
+        dialogue += [tokenizer.user_id, *tokenizer.encode(question), tokenizer.agent_id]
+        answer = []
+        with torch.no_grad():
+            for _ in range(env.kernel.max_answer_tokens):
+                window = dialogue[-policy.config.context_len :]
+                logits, _ = policy(torch.as_tensor(np.array([window])))
+                token = int(logits[0, -1].argmax())
+                dialogue.append(token)
+                if token == tokenizer.eos_id:
+                    break
+                answer.append(token)
+        print("agent:", tokenizer.decode(answer, skip_special=True))
+        sys.stdout.flush()
+
+
+def cmd_plot(args: argparse.Namespace) -> None:
+    from agents.plot import plot_run
+
+    path = plot_run(Path(args.run_dir), Path(args.output) if args.output else None)
+    print(f"wrote {path}")
+
+
+# -- parser -------------------------------------------------------------------------------------
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="dialog-gym", description="Token-level dialogue and QA environments, and a PPO agent that learns them."
+        prog="dialog-gym",
+        description="Token-level dialogue and QA environments, and a PPO agent that learns them.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    envs = commands.add_parser("envs", help="list the registered environments and show an episode")
-    envs.set_defaults(run=cmd_envs)
+    train = commands.add_parser(
+        "train", help="pretrain a Transformer policy on demonstrations, then PPO; ends with a test-split table",
+        description="Pretrain by maximum likelihood on the env's (imperfect) demonstrations, then optimise with "
+                    "PPO against the env's reward with a KL penalty to the pretrained policy, then score random, "
+                    "pretrained-only and PPO policies on the test split. With no options this is the main job on "
+                    "DialogQA-v0.",
+    )  # fmt: skip
+    train.add_argument("--env", help="registered env id (default: DialogQA-v0)")
+    train.add_argument("--out", default="runs/dialogqa", help="run directory to create (default: runs/dialogqa)")
+    train.add_argument("--total-steps", type=int, help="env steps (agent tokens) of PPO (default: 300000)")
+    train.add_argument("--seed", type=int, help="seed of the run (default: 0)")
+    train.add_argument("--num-envs", type=int, help="episodes per PPO rollout (default: 256)")
+    train.add_argument("--device", choices=["auto", "cpu", "cuda"], help="where to train (default: auto, CUDA when present)")
+    train.add_argument("--env-arg", action="append", default=[], metavar="KEY=VALUE",
+                       help="env constructor argument, repeatable (e.g. --env-arg n_people=2)")  # fmt: skip
+    train.add_argument("--config", help="YAML file with any TrainConfig keys (sections: model, ppo, pretraining)")
+    train.add_argument("--no-pretrain", action="store_true", help="PPO from a random initialisation")
+    train.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its latest checkpoint")
+    train.add_argument("--quiet", action="store_true", help="no progress bars")
+    train.set_defaults(run=cmd_train)
 
-    evaluate = commands.add_parser("evaluate", help="score agents with dialog_gym.evaluate and print a table")
-    evaluate.add_argument("--agents", nargs="+", choices=["random", "oracle"], default=["random", "oracle"],
-                          help="built-in agents to score (default: both)")  # fmt: skip
-    evaluate.add_argument("--env", default="DialogQA-v0", help="registered env id (default: DialogQA-v0)")
+    evaluate = commands.add_parser("evaluate", help="score a trained run and/or built-in agents with dialog_gym.evaluate")
+    evaluate.add_argument("run_dir", nargs="?", help="a training run directory (its latest checkpoint is scored)")
+    evaluate.add_argument("--env", help="env id (default: the run's env, or DialogQA-v0)")
+    evaluate.add_argument("--agents", nargs="+", choices=["random", "oracle"],
+                          help="built-in agents to score as well (default without a run: both)")  # fmt: skip
     evaluate.add_argument("--episodes", type=int, default=500, help="episodes per agent (default: 500)")
     evaluate.add_argument("--seed", type=int, default=0, help="seed of the evaluation episodes (default: 0)")
-    evaluate.add_argument("--split", default="test", choices=["train", "test"], help="split to score on (default: test)")
+    evaluate.add_argument("--split", default="test", choices=["train", "test"], help="split to score (default: test)")
+    evaluate.add_argument("--greedy", action="store_true", help="take the most likely token instead of sampling")
     evaluate.add_argument("--env-arg", action="append", default=[], metavar="KEY=VALUE",
-                          help="env constructor argument, repeatable (e.g. --env-arg n_people=3)")  # fmt: skip
+                          help="env constructor argument, repeatable")  # fmt: skip
     evaluate.set_defaults(run=cmd_evaluate)
+
+    chat = commands.add_parser("chat", help="ask a trained agent questions about a test-split world")
+    chat.add_argument("run_dir", help="a training run directory")
+    chat.add_argument("--episode", type=int, help="index of the test episode whose context is shown")
+    chat.add_argument("--seed", type=int, default=0, help="seed that picks the episode when --episode is not given")
+    chat.set_defaults(run=cmd_chat)
+
+    plot = commands.add_parser("plot", help="write a learning-curve PNG of a training run")
+    plot.add_argument("run_dir", help="a training run directory")
+    plot.add_argument("--output", help="PNG path (default: RUN_DIR/learning_curve.png)")
+    plot.set_defaults(run=cmd_plot)
+
+    envs = commands.add_parser("envs", help="list the registered environments and show an episode")
+    envs.set_defaults(run=cmd_envs)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
+    from agents.checkpoint import CheckpointError
+    from agents.ppo import NonFiniteError
+
     try:
         args.run(args)
-    except (ValueError, TypeError, FileNotFoundError, gym.error.Error) as error:
+    except (ValueError, TypeError, FileNotFoundError, gym.error.Error, CheckpointError, NonFiniteError) as error:
         raise SystemExit(f"dialog-gym {args.command}: {error}") from None
 
 

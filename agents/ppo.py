@@ -1,0 +1,227 @@
+"""PPO's maths as pure functions, the adaptive KL coefficient, and one PPO update.
+
+``gae`` and ``ppo_loss`` are pure functions of tensors (tested against hand computations and
+Stable-Baselines3). ``ppo_update`` runs epochs x minibatches over a rollout; the rollout object
+(``agents.rollout``) knows how to re-score its actions with the current policy, so the same update
+serves the Transformer (one forward pass per episode) and the MLP (one row per step).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+
+import torch
+import torch.nn as nn
+
+
+@dataclass
+class PPOConfig:
+    """PPO hyperparameters. Defaults are tuned for dialog_gym's envs; see the README."""
+
+    learning_rate: float = 3e-4
+    """Adam learning rate at the first update."""
+    anneal_lr: bool = True
+    """Decay the learning rate linearly to 0 over the run."""
+    adam_eps: float = 1e-5
+    """Adam epsilon (1e-5 as in the PPO implementations of OpenAI baselines and CleanRL)."""
+    gamma: float = 1.0
+    """Discount; 1 since episodes are short and only the final answer counts."""
+    gae_lambda: float = 0.95
+    """GAE lambda."""
+    update_epochs: int = 4
+    """Passes over each rollout."""
+    num_minibatches: int = 8
+    """Minibatches per pass (of episodes for token envs, of steps otherwise)."""
+    clip_coef: float = 0.2
+    """Clip range of the probability ratio."""
+    clip_vloss: bool = True
+    """Clip the value update around the rollout's values as well."""
+    ent_coef: float = 0.01
+    """Entropy bonus."""
+    vf_coef: float = 0.5
+    """Weight of the value loss (the trunk is shared by the policy and the value head)."""
+    max_grad_norm: float = 0.5
+    """Gradient-norm clipping."""
+    target_kl: float | None = None
+    """Stop the update's remaining epochs once the approximate KL to the rollout policy passes this."""
+    norm_adv: bool = True
+    """Normalise advantages per minibatch."""
+    kl_coef: float = 0.05
+    """Initial beta of the per-token penalty beta * (log pi - log pi_ref) to the reference policy."""
+    kl_target: float | None = 0.5
+    """KL (summed over an episode's tokens) the adaptive beta steers toward; None keeps beta fixed."""
+    kl_horizon: int = 10_000
+    """Episodes over which the adaptive beta moves by at most 20% (Ziegler et al. 2019)."""
+
+    def __post_init__(self) -> None:
+        checks = {
+            "learning_rate": self.learning_rate > 0, "gamma": 0 <= self.gamma <= 1,
+            "gae_lambda": 0 <= self.gae_lambda <= 1, "update_epochs": self.update_epochs >= 1,
+            "num_minibatches": self.num_minibatches >= 1, "clip_coef": self.clip_coef > 0,
+            "ent_coef": self.ent_coef >= 0, "vf_coef": self.vf_coef >= 0, "max_grad_norm": self.max_grad_norm > 0,
+            "kl_coef": self.kl_coef >= 0, "kl_horizon": self.kl_horizon >= 1, "adam_eps": self.adam_eps > 0,
+            "target_kl": self.target_kl is None or self.target_kl > 0,
+            "kl_target": self.kl_target is None or self.kl_target > 0,
+        }  # fmt: skip
+        for name, ok in checks.items():
+            if not ok:
+                raise ValueError(f"ppo.{name}={getattr(self, name)!r} is out of range; see PPOConfig for what it means")
+
+
+def gae(
+    rewards: torch.Tensor,
+    values: torch.Tensor,
+    next_values: torch.Tensor,
+    terminated: torch.Tensor,
+    done: torch.Tensor,
+    gamma: float,
+    gae_lambda: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Generalised advantage estimation (Schulman et al. 2016) along the last axis.
+
+    All inputs are (..., T), step t of a row followed by step t + 1 of the same row.
+    ``next_values[t]`` is V(s_{t+1}); ``terminated[t]`` cuts the bootstrap (no value after a true
+    end), ``done[t]`` (terminated or truncated, or the row's last real step) cuts the trace, so a
+    truncated step still bootstraps from V(s_{t+1}). Returns (advantages, returns = A + V).
+    """
+    not_terminated = 1.0 - terminated.float()
+    not_done = 1.0 - done.float()
+    deltas = rewards + gamma * next_values * not_terminated - values
+    advantages = torch.zeros_like(rewards)
+    last = torch.zeros_like(rewards[..., 0])
+    for t in reversed(range(rewards.shape[-1])):
+        last = deltas[..., t] + gamma * gae_lambda * not_done[..., t] * last
+        advantages[..., t] = last
+    return advantages, advantages + values
+
+
+@dataclass
+class LossTerms:
+    loss: torch.Tensor
+    policy_loss: torch.Tensor
+    value_loss: torch.Tensor
+    entropy: torch.Tensor
+    approx_kl: torch.Tensor
+    clip_fraction: torch.Tensor
+
+
+def ppo_loss(
+    new_logprob: torch.Tensor,
+    old_logprob: torch.Tensor,
+    advantages: torch.Tensor,
+    new_value: torch.Tensor,
+    old_value: torch.Tensor,
+    returns: torch.Tensor,
+    entropy: torch.Tensor,
+    mask: torch.Tensor,
+    config: PPOConfig,
+) -> LossTerms:
+    """The clipped surrogate objective with value and entropy terms (Schulman et al. 2017).
+
+    Every input has the same shape; ``mask`` selects the real actions (padding and steps after
+    an episode's end are excluded from every term and statistic). Advantages are normalised
+    over the masked entries when ``config.norm_adv``.
+    """
+    m = mask.float()
+    count = m.sum().clamp(min=1.0)
+    mean = lambda x: (x * m).sum() / count  # noqa: E731
+    if config.norm_adv:
+        adv_mean = mean(advantages)
+        adv_std = torch.sqrt(mean((advantages - adv_mean) ** 2))
+        advantages = (advantages - adv_mean) / (adv_std + 1e-8)
+    log_ratio = new_logprob - old_logprob
+    ratio = log_ratio.exp()
+    pg_loss1 = -advantages * ratio
+    pg_loss2 = -advantages * torch.clamp(ratio, 1 - config.clip_coef, 1 + config.clip_coef)
+    policy_loss = mean(torch.max(pg_loss1, pg_loss2))
+    if config.clip_vloss:
+        v_loss_unclipped = (new_value - returns) ** 2
+        v_clipped = old_value + torch.clamp(new_value - old_value, -config.clip_coef, config.clip_coef)
+        v_loss_clipped = (v_clipped - returns) ** 2
+        value_loss = 0.5 * mean(torch.max(v_loss_unclipped, v_loss_clipped))
+    else:
+        value_loss = 0.5 * mean((new_value - returns) ** 2)
+    entropy_mean = mean(entropy)
+    loss = policy_loss - config.ent_coef * entropy_mean + config.vf_coef * value_loss
+    with torch.no_grad():
+        approx_kl = mean((ratio - 1) - log_ratio)  # the low-variance estimator k3 (Schulman 2020)
+        clip_fraction = mean(((ratio - 1.0).abs() > config.clip_coef).float())
+    return LossTerms(loss, policy_loss, value_loss, entropy_mean, approx_kl, clip_fraction)
+
+
+class AdaptiveKLController:
+    """Beta of the KL penalty, steered toward a target KL (Ziegler et al. 2019, section 2.2)."""
+
+    def __init__(self, init_beta: float, target: float | None, horizon: int) -> None:
+        self.beta, self.target, self.horizon = float(init_beta), target, horizon
+
+    def update(self, measured_kl: float, n_episodes: int) -> None:
+        if self.target is None or self.beta == 0.0:
+            return
+        error = min(max(measured_kl / self.target - 1.0, -0.2), 0.2)
+        self.beta *= 1.0 + error * n_episodes / self.horizon
+
+
+@dataclass
+class UpdateStats:
+    """What one PPO update measured, averaged over its minibatches."""
+
+    policy_loss: float = 0.0
+    value_loss: float = 0.0
+    entropy: float = 0.0
+    approx_kl: float = 0.0
+    clip_fraction: float = 0.0
+    grad_norm: float = 0.0
+    first_ratio_max_error: float = 0.0  # |ratio - 1| on the first minibatch: 0 up to float error
+    minibatches: int = 0
+
+    def as_dict(self) -> dict[str, float]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+class NonFiniteError(RuntimeError):
+    """Training produced a NaN or infinity; the message names the quantity and the update."""
+
+
+def ppo_update(
+    policy: nn.Module, optimizer: torch.optim.Optimizer, rollout, config: PPOConfig, generator: torch.Generator,
+    update: int,
+) -> UpdateStats:  # fmt: skip
+    """``config.update_epochs`` passes of minibatch gradient steps over ``rollout``."""
+    stats = UpdateStats()
+    totals = {name: 0.0 for name in ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction", "grad_norm")}
+    policy.train()
+    stop = False
+    for _ in range(config.update_epochs):
+        for rows in rollout.minibatches(config.num_minibatches, generator):
+            new_logprob, entropy, new_value = rollout.score(policy, rows)
+            batch = rollout.batch(rows)
+            terms = ppo_loss(
+                new_logprob, batch.logprobs, batch.advantages, new_value, batch.values, batch.returns,
+                entropy, batch.mask, config,
+            )  # fmt: skip
+            if stats.minibatches == 0:
+                ratio_error = ((new_logprob.detach() - batch.logprobs).exp() - 1).abs()[batch.mask]
+                stats.first_ratio_max_error = float(ratio_error.max()) if ratio_error.numel() else 0.0
+            if not torch.isfinite(terms.loss):
+                raise NonFiniteError(f"the PPO loss became {float(terms.loss)} at update {update}; nothing was saved")
+            optimizer.zero_grad(set_to_none=True)
+            terms.loss.backward()
+            grad_norm = nn.utils.clip_grad_norm_(policy.parameters(), config.max_grad_norm)
+            if not math.isfinite(float(grad_norm)):
+                raise NonFiniteError(f"the gradient norm became {float(grad_norm)} at update {update}; nothing was saved")
+            optimizer.step()
+            stats.minibatches += 1
+            for name, value in (("policy_loss", terms.policy_loss), ("value_loss", terms.value_loss),
+                                ("entropy", terms.entropy), ("approx_kl", terms.approx_kl),
+                                ("clip_fraction", terms.clip_fraction), ("grad_norm", grad_norm)):  # fmt: skip
+                totals[name] += float(value.detach())
+            if config.target_kl is not None and float(terms.approx_kl) > config.target_kl:
+                stop = True
+                break
+        if stop:
+            break
+    for name, total in totals.items():
+        setattr(stats, name, total / max(stats.minibatches, 1))
+    return stats

@@ -1,0 +1,238 @@
+"""Collecting experience: whole episodes from token envs, fixed-length step windows from other envs.
+
+Every action keeps the log-probability and value of the policy that chose it; PPO's ratio is the
+current policy's log-probability over that one, never two evaluations of the same model.
+
+Token envs are played one batch of episodes at a time: each row of the native vector env plays
+exactly one episode, with the Transformer's KV cache extended by whatever the env appended (the
+agent's token, and the next question after an answer). The update then scores all of an episode's
+actions with one causal forward pass over its final dialogue (``TokenRollout.evaluate``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.distributions import Categorical
+
+from agents.policy import TransformerPolicy, real_tokens
+
+
+@dataclass
+class Batch:
+    """The per-action tensors of a minibatch, all of one shape; ``mask`` marks real actions."""
+
+    actions: torch.Tensor
+    logprobs: torch.Tensor
+    values: torch.Tensor
+    advantages: torch.Tensor
+    returns: torch.Tensor
+    mask: torch.Tensor
+
+
+class TokenRollout:
+    """B whole episodes: their final dialogues and, per agent step (B, T), what happened."""
+
+    def __init__(self, tokens, action_index, actions, logprobs, values, next_values, rewards, terminated, truncated,
+                 mask, episode) -> None:  # fmt: skip
+        self.tokens = tokens  # (B, L) the final dialogue, left-padded
+        self.action_index = action_index  # (B, T) position in tokens whose logits chose action t
+        self.actions, self.logprobs, self.values, self.next_values = actions, logprobs, values, next_values
+        self.env_rewards, self.rewards = rewards, rewards.clone()  # rewards gets the KL penalty added
+        self.terminated, self.truncated, self.mask = terminated, truncated, mask
+        self.episode = episode  # dict of numpy arrays (B,): r, l, correct, questions, success, ...
+        last = mask.long().cumsum(1).argmax(1)  # each row's last real step
+        self.done = torch.zeros_like(mask)
+        self.done[torch.arange(len(mask)), last] = True
+        self.advantages = torch.zeros_like(rewards)
+        self.returns = torch.zeros_like(rewards)
+
+    @property
+    def num_steps(self) -> int:
+        return int(self.mask.sum())
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def score(self, policy: TransformerPolicy, rows: torch.Tensor | slice = slice(None)):
+        """Log-probabilities of the taken actions, entropies and values, each (b, T), in one pass per episode."""
+        logits, values = policy(self.tokens[rows])  # (b, L, V), (b, L)
+        index = self.action_index[rows]
+        picked = logits.gather(1, index[:, :, None].expand(-1, -1, logits.shape[-1]))  # (b, T, V)
+        distribution = Categorical(logits=picked)
+        return distribution.log_prob(self.actions[rows]), distribution.entropy(), values.gather(1, index)
+
+    def minibatches(self, count: int, generator: torch.Generator):
+        order = torch.randperm(len(self), generator=generator)
+        yield from order.chunk(min(count, len(self)))
+
+    def batch(self, rows) -> Batch:
+        return Batch(self.actions[rows], self.logprobs[rows], self.values[rows], self.advantages[rows],
+                     self.returns[rows], self.mask[rows])  # fmt: skip
+
+
+@torch.no_grad()
+def collect_episodes(envs, policy: TransformerPolicy, seed: int, generator: torch.Generator,
+                     device: torch.device) -> TokenRollout:  # fmt: skip
+    """Play one episode in every row of ``envs`` (a dialog_gym vector env), sampling from ``policy``.
+
+    ``envs.reset(seed=seed)`` fixes the episodes and ``generator`` the sampled tokens, so a
+    rollout is a pure function of the policy, ``seed`` and the generator's state. The env's
+    window must hold whole dialogues (its default ``max_len`` does; ``check_window`` says).
+    """
+    policy.eval()
+    n, window = envs.num_envs, envs.single_observation_space.shape[0]
+    pad = policy.config.pad_id
+    obs, info = envs.reset(seed=seed)
+    tokens = torch.as_tensor(obs, device=device)
+    length = real_tokens(tokens, pad).sum(1)  # real tokens seen by the model so far, per row
+    logits, value, cache = policy.start(tokens)
+    live = torch.arange(n, device=device)  # rows still playing, in the order of the cache
+    final_tokens = torch.full((n, window), pad, dtype=torch.long, device=device)
+    steps: list[dict[str, torch.Tensor]] = []
+    episode = {}
+    while len(live):
+        distribution = Categorical(logits=logits)
+        action = torch.multinomial(distribution.probs, 1, generator=generator).squeeze(1)
+        record = {"rows": live, "action_index": length[live] - 1, "action": action,
+                  "logprob": distribution.log_prob(action), "value": value}  # fmt: skip
+        actions = np.zeros(n, np.int64)
+        actions[live.cpu().numpy()] = action.cpu().numpy()
+        obs, reward, terminated, truncated, info = envs.step(actions)
+        rows_np = live.cpu().numpy()
+        record["reward"] = torch.as_tensor(reward[rows_np], dtype=torch.float32, device=device)
+        record["terminated"] = torch.as_tensor(terminated[rows_np], device=device)
+        record["truncated"] = torch.as_tensor(truncated[rows_np], device=device)
+        # What the env appended: the action, and after an answer the next question.
+        new_obs = torch.as_tensor(obs[rows_np], device=device)
+        new_length = real_tokens(new_obs, pad).sum(1)
+        added = new_length - length[live]
+        width = int(added.max())
+        offsets = torch.arange(width, device=device)[None, :]
+        chunk = new_obs.gather(1, (window - added[:, None] + offsets).clamp(max=window - 1))
+        chunk_valid = offsets < added[:, None]
+        logits, value, cache = policy.extend(chunk, chunk_valid, cache)
+        length[live] = new_length
+        record["next_value"] = value
+        steps.append(record)
+        ended = record["terminated"] | record["truncated"]
+        if bool(ended.any()):
+            final_tokens[live[ended]] = new_obs[ended]
+            ended_rows = rows_np[ended.cpu().numpy()]
+            for key, values in info["episode"].items():
+                episode.setdefault(key, np.zeros(n, values.dtype))[ended_rows] = values[ended_rows]
+            keep = ~ended
+            live, logits, value, cache = live[keep], logits[keep], value[keep], cache.select(keep.nonzero().squeeze(1))
+    return _stack(steps, n, final_tokens, length, episode, device)
+
+
+def _stack(steps, n, final_tokens, length, episode, device) -> TokenRollout:
+    """Lay the per-step records out as (B, T) tensors; positions become indices into the padded dialogue."""
+    horizon = len(steps)
+    out = {key: torch.zeros(n, horizon, dtype=dtype, device=device) for key, dtype in
+           (("action_index", torch.long), ("action", torch.long), ("logprob", torch.float32), ("value", torch.float32),
+            ("next_value", torch.float32), ("reward", torch.float32), ("terminated", torch.bool),
+            ("truncated", torch.bool))}  # fmt: skip
+    mask = torch.zeros(n, horizon, dtype=torch.bool, device=device)
+    for t, record in enumerate(steps):
+        rows = record["rows"]
+        mask[rows, t] = True
+        for key in out:
+            out[key][rows, t] = record[key].to(out[key].dtype)
+    # The dialogue is left-padded to the window, so real position p sits at (window - length) + p.
+    window = final_tokens.shape[1]
+    out["action_index"] = torch.where(mask, out["action_index"] + (window - length)[:, None], 0)
+    return TokenRollout(
+        final_tokens, out["action_index"], out["action"], out["logprob"], out["value"], out["next_value"],
+        out["reward"], out["terminated"], out["truncated"], mask, episode,
+    )  # fmt: skip
+
+
+def check_window(envs) -> None:
+    """Refuse an env whose observation window can drop the start of a dialogue."""
+    kernel = envs.unwrapped.kernel
+    longest = kernel.limits.max_dialogue_len + kernel.limits.max_turns * kernel.max_answer_tokens
+    if kernel.max_len < longest:
+        raise ValueError(
+            f"the env's max_len={kernel.max_len} can cut dialogues of up to {longest} tokens; the Transformer "
+            f"policy reads whole dialogues, so leave max_len at its default or set it >= {longest}"
+        )
+
+
+class StepRollout:
+    """T steps of N envs, laid out (N, T), for policies that act on one observation at a time."""
+
+    def __init__(self, obs, actions, logprobs, values, next_values, rewards, terminated, truncated, mask, episode) -> None:
+        self.obs = obs  # (N, T, *obs_shape)
+        self.actions, self.logprobs, self.values, self.next_values = actions, logprobs, values, next_values
+        self.env_rewards, self.rewards = rewards, rewards.clone()
+        self.terminated, self.truncated, self.mask = terminated, truncated, mask
+        # The trace is cut at every episode end and at the fake autoreset steps (masked out).
+        self.done = terminated | truncated | ~mask
+        self.episode = episode
+        self.advantages = torch.zeros_like(rewards)
+        self.returns = torch.zeros_like(rewards)
+
+    @property
+    def num_steps(self) -> int:
+        return int(self.mask.sum())
+
+    def score(self, policy, rows):
+        n, t = self.actions.shape
+        flat_obs = self.obs.reshape(n * t, *self.obs.shape[2:])
+        logits, values = policy(flat_obs[rows])
+        distribution = Categorical(logits=logits)
+        return distribution.log_prob(self.actions.reshape(-1)[rows]), distribution.entropy(), values
+
+    def minibatches(self, count: int, generator: torch.Generator):
+        order = torch.randperm(self.actions.numel(), generator=generator)
+        yield from order.chunk(min(count, len(order)))
+
+    def batch(self, rows) -> Batch:
+        flat = lambda x: x.reshape(-1)[rows]  # noqa: E731
+        return Batch(flat(self.actions), flat(self.logprobs), flat(self.values), flat(self.advantages),
+                     flat(self.returns), flat(self.mask))  # fmt: skip
+
+
+class StepCollector:
+    """Steps a Gymnasium vector env (next-step autoreset) and keeps the observation between rollouts."""
+
+    def __init__(self, envs, seed: int, device: torch.device) -> None:
+        self.envs, self.device = envs, device
+        self.obs, _ = envs.reset(seed=seed)
+        self.resetting = np.zeros(envs.num_envs, bool)  # the next step of this row is the autoreset
+        self.returns = np.zeros(envs.num_envs)
+        self.lengths = np.zeros(envs.num_envs, np.int64)
+
+    @torch.no_grad()
+    def collect(self, policy, steps: int, generator: torch.Generator) -> StepRollout:
+        policy.eval()
+        n = self.envs.num_envs
+        obs_buf, records, finished = [], [], {"r": [], "l": []}
+        for _ in range(steps):
+            obs = torch.as_tensor(self.obs, device=self.device)
+            logits, value = policy(obs)
+            distribution = Categorical(logits=logits)
+            action = torch.multinomial(distribution.probs, 1, generator=generator).squeeze(1)
+            self.obs, reward, terminated, truncated, _ = self.envs.step(action.cpu().numpy())
+            real = ~self.resetting
+            self.returns = np.where(real, self.returns + reward, 0.0)
+            self.lengths = np.where(real, self.lengths + 1, 0)
+            ended = (terminated | truncated) & real
+            finished["r"] += self.returns[ended].tolist()
+            finished["l"] += self.lengths[ended].tolist()
+            obs_buf.append(obs)
+            records.append((action, distribution.log_prob(action), value,
+                            torch.as_tensor(reward, dtype=torch.float32), torch.as_tensor(terminated & real),
+                            torch.as_tensor(truncated & real), torch.as_tensor(real)))  # fmt: skip
+            self.resetting = terminated | truncated
+        _, last_value = policy(torch.as_tensor(self.obs, device=self.device))
+        stack = lambda i: torch.stack([r[i] for r in records], dim=1).to(self.device)  # noqa: E731  (N, T)
+        values = stack(2)
+        next_values = torch.cat([values[:, 1:], last_value[:, None]], dim=1)
+        return StepRollout(
+            torch.stack(obs_buf, dim=1), stack(0), stack(1), values, next_values, stack(3), stack(4), stack(5),
+            stack(6), {key: np.array(v) for key, v in finished.items()},
+        )  # fmt: skip
