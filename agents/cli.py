@@ -96,8 +96,11 @@ def cmd_train(args: argparse.Namespace) -> None:
         config = load_config(args)
         results = train(config, args.out, progress=not args.quiet)
         run_dir = Path(args.out)
-    if results:
+    if results and "random" in results:
         print(f"\n{config.env}, test split, {config.eval_episodes} episodes per agent (sampling from each policy):")
+        print(format_table(eval_rows(results), EVAL_COLUMNS))
+    elif results:
+        print(f"\n{config.env}, {results['ppo']['episodes']} episodes of the greedy policy:")
         print(format_table(eval_rows(results), EVAL_COLUMNS))
         print(f"\nRun directory: {run_dir} (config.yaml, metrics.csv, tensorboard/, checkpoints/, eval.json)")
 
@@ -161,7 +164,8 @@ def cmd_chat(args: argparse.Namespace) -> None:
             if hasattr(tokenizer, "normalize") else []  # fmt: skip
         if unknown:
             print(f"(not in the vocabulary, read as <unk>: {', '.join(unknown)})")
-        dialogue += [tokenizer.user_id, *tokenizer.encode(question), tokenizer.agent_id]
+        markers = (tokenizer.user_id, *tokenizer.encode(question), tokenizer.agent_id)
+        dialogue += [token for token in markers if token is not None]  # a vocabulary may lack the markers
         answer = []
         with torch.no_grad():
             for _ in range(env.kernel.max_answer_tokens):

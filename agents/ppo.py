@@ -47,6 +47,11 @@ class PPOConfig:
     """Stop the update's remaining epochs once the approximate KL to the rollout policy passes this."""
     norm_adv: bool = True
     """Normalise advantages per minibatch."""
+    bootstrap_truncated: bool | None = None
+    """Bootstrap from V(final observation) when an env truncates. None: yes for ordinary envs (a time
+    limit cuts a task that would go on), no for dialog_gym envs, whose truncation means an answer
+    hit its token limit and the dialogue is over: its future reward is 0, not unknown, and
+    bootstrapping from an untrained value there taught PPO to stop emitting EOS."""
     kl_coef: float = 0.05
     """Initial beta of the per-token penalty beta * (log pi - log pi_ref) to the reference policy."""
     kl_target: float | None = 0.5
@@ -205,7 +210,7 @@ def ppo_update(
                 ratio_error = ((new_logprob.detach() - batch.logprobs).exp() - 1).abs()[batch.mask]
                 stats.first_ratio_max_error = float(ratio_error.max()) if ratio_error.numel() else 0.0
             if not torch.isfinite(terms.loss):
-                raise NonFiniteError(f"the PPO loss became {float(terms.loss)} at update {update}; nothing was saved")
+                raise NonFiniteError(f"the PPO loss became {float(terms.loss.detach())} at update {update}; nothing was saved")
             optimizer.zero_grad(set_to_none=True)
             terms.loss.backward()
             grad_norm = nn.utils.clip_grad_norm_(policy.parameters(), config.max_grad_norm)

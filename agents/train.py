@@ -198,8 +198,12 @@ class Run:
             rollout.kl_per_episode = 0.0
         if not torch.isfinite(rollout.rewards[rollout.mask]).all():
             raise NonFiniteError(f"a reward became non-finite at update {update}; nothing was saved")
+        bootstrap = cfg.ppo.bootstrap_truncated
+        if bootstrap is None:
+            bootstrap = not self.token_env
+        no_bootstrap = rollout.terminated if bootstrap else rollout.terminated | rollout.truncated
         rollout.advantages, rollout.returns = gae(
-            rollout.rewards, rollout.values, rollout.next_values, rollout.terminated, rollout.done,
+            rollout.rewards, rollout.values, rollout.next_values, no_bootstrap, rollout.done,
             cfg.ppo.gamma, cfg.ppo.gae_lambda,
         )  # fmt: skip
         rollout.advantages = rollout.advantages * rollout.mask

@@ -1,0 +1,263 @@
+"""End-to-end training: PPO learns, pretraining helps, resume is exact, bad checkpoints and NaNs are caught."""
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import dialog_gym
+from agents.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint, save_checkpoint
+from agents.policy import PolicyConfig, TransformerPolicy
+from agents.ppo import NonFiniteError
+from agents.pretrain import PretrainConfig, answer_loss, pretrain
+from agents.train import TIMING_COLUMNS, Run, TrainConfig, train
+
+TOY = {"vocab_size": 8, "answer_len": 1, "n_questions": 0}
+
+
+def small_config(**overrides) -> TrainConfig:
+    data = {
+        "env": "DialogQA-Toy-v0", "env_args": TOY, "total_steps": 3000, "num_envs": 64, "eval_episodes": 64,
+        "checkpoint_every": 2, "model": {"d_model": 32, "n_head": 2, "n_layer": 1},
+        "pretraining": {"demonstrations": 256, "epochs": 1, "demo_noise": 0.2},
+    }  # fmt: skip
+    data.update(overrides)
+    return TrainConfig.from_dict(data)
+
+
+def test_ppo_from_scratch_solves_the_toy_task(tmp_path):
+    config = TrainConfig.from_dict({
+        "env": "DialogQA-Toy-v0", "env_args": TOY, "total_steps": 40_000, "num_envs": 256, "pretrain": False,
+        "eval_episodes": 500, "ppo": {"ent_coef": 0.05, "kl_coef": 0.0, "learning_rate": 1e-3},
+    })  # fmt: skip
+    results = train(config, tmp_path, progress=False)
+    assert results["ppo"]["success_rate"] >= 0.9
+    assert results["random"]["success_rate"] < 0.2
+    with open(tmp_path / "metrics.csv", newline="") as handle:
+        first = next(csv.DictReader(handle))
+    assert float(first["success_rate"]) < 0.3  # it learned; it did not start there
+
+
+def test_pretraining_lowers_the_answer_loss():
+    env = dialog_gym.envs.dialog_qa(n_events=2)
+    torch.manual_seed(0)
+    policy = TransformerPolicy(
+        PolicyConfig(vocab_size=env.tokenizer.vocab_size, context_len=env.kernel.max_len, d_model=32, n_head=2),
+        torch.tensor(np.array(env.kernel.action_mask)),
+    )
+    held_out = env.demonstrations(300, seed=99)
+    tensors = [torch.as_tensor(x) for x in (held_out.ids, held_out.lengths, held_out.answer_mask)]
+    with torch.no_grad():
+        before = float(answer_loss(policy, *tensors))
+    pretrain(policy, env.demonstrations(3000, seed=0), PretrainConfig(demonstrations=3000, epochs=1),
+             torch.Generator().manual_seed(0), torch.device("cpu"))  # fmt: skip
+    with torch.no_grad():
+        after = float(answer_loss(policy, *tensors))
+    assert after < 0.5 * before
+
+
+def read_metrics(path: Path) -> list[dict[str, str]]:
+    with open(path / "metrics.csv", newline="") as handle:
+        return [{k: v for k, v in row.items() if k not in TIMING_COLUMNS} for row in csv.DictReader(handle)]
+
+
+def final_weights(path: Path) -> dict[str, torch.Tensor]:
+    return load_file(latest_checkpoint(path / "checkpoints") / "model.safetensors")
+
+
+def test_a_resumed_run_continues_exactly(tmp_path):
+    config = small_config()
+    straight = train(config, tmp_path / "straight", progress=False)
+    # Stop after 5 updates: the last checkpoint is update 4, so update 5 is redone on resume.
+    assert train(config, tmp_path / "resumed", progress=False, stop_after=5) == {}
+    assert latest_checkpoint(tmp_path / "resumed" / "checkpoints").name == "update-000004"
+    resumed = train(config, tmp_path / "resumed", resume=True, progress=False)
+    a, b = final_weights(tmp_path / "straight"), final_weights(tmp_path / "resumed")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert read_metrics(tmp_path / "straight") == read_metrics(tmp_path / "resumed")
+    assert len(read_metrics(tmp_path / "straight")) >= 8
+    assert straight["ppo"] == resumed["ppo"]
+
+
+def test_the_same_seed_gives_the_same_training_curve(tmp_path):
+    config = small_config(total_steps=1000)
+    train(config, tmp_path / "a", progress=False)
+    train(config, tmp_path / "b", progress=False)
+    assert read_metrics(tmp_path / "a") == read_metrics(tmp_path / "b")
+    other = small_config(total_steps=1000, seed=1)
+    train(other, tmp_path / "c", progress=False)
+    assert read_metrics(tmp_path / "a") != read_metrics(tmp_path / "c")
+
+
+def test_run_directory_holds_what_the_recipe_promises(tmp_path):
+    results = train(small_config(total_steps=1000), tmp_path, progress=False)
+    assert {"config.yaml", "metrics.csv", "eval.json", "checkpoints", "tensorboard"} <= {p.name for p in tmp_path.iterdir()}
+    assert any((tmp_path / "tensorboard").iterdir())
+    saved = json.loads((tmp_path / "eval.json").read_text())
+    assert set(saved) >= {"random", "pretrained", "ppo", "demonstrations"}
+    assert set(saved["ppo"]) >= {"mean_return", "answer_accuracy", "success_rate", "mean_answer_tokens"}
+    assert saved == json.loads(json.dumps({k: v for k, v in results.items() if k != "pretraining"}))
+    header = (tmp_path / "metrics.csv").read_text().splitlines()[0].split(",")
+    for column in ("return", "answer_accuracy", "kl", "beta", "entropy", "policy_loss", "value_loss",
+                   "clip_fraction", "explained_variance", "steps_per_second"):  # fmt: skip
+        assert column in header
+
+
+def test_first_minibatch_ratio_is_one(tmp_path):
+    run = Run(small_config(), tmp_path, progress=False)
+    run.run_pretraining()
+    rollout = run.collect()
+    from agents.ppo import ppo_update
+
+    stats = ppo_update(run.policy, run.optimizer, rollout, run.config.ppo, torch.Generator().manual_seed(0), 0)
+    assert stats.first_ratio_max_error < 1e-5
+
+
+# -- bad checkpoints ------------------------------------------------------------------------------
+
+
+@pytest.fixture()
+def trained_run(tmp_path):
+    config = small_config(total_steps=1000)
+    train(config, tmp_path, progress=False)
+    return config, tmp_path
+
+
+def fresh_policy(config: TrainConfig, run_dir: Path):
+    return Run(config, run_dir / "scratch", progress=False).policy
+
+
+def test_missing_checkpoint(trained_run):
+    config, run_dir = trained_run
+    with pytest.raises(CheckpointError, match="state.json: missing"):
+        load_checkpoint(run_dir / "checkpoints" / "update-999999", fresh_policy(config, run_dir))
+
+
+def test_truncated_weights_are_detected(trained_run):
+    config, run_dir = trained_run
+    checkpoint = latest_checkpoint(run_dir / "checkpoints")
+    weights = checkpoint / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-100])
+    with pytest.raises(CheckpointError, match="model.safetensors: checksum mismatch"):
+        load_checkpoint(checkpoint, fresh_policy(config, run_dir))
+
+
+def test_tampered_state_is_detected(trained_run):
+    config, run_dir = trained_run
+    checkpoint = latest_checkpoint(run_dir / "checkpoints")
+    (checkpoint / "state.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match="state.json: not valid JSON"):
+        load_checkpoint(checkpoint, fresh_policy(config, run_dir))
+
+
+def test_garbage_weights_with_a_matching_checksum_are_detected(trained_run):
+    config, run_dir = trained_run
+    checkpoint = latest_checkpoint(run_dir / "checkpoints")
+    (checkpoint / "model.safetensors").write_bytes(b"\x00" * 64)
+    meta = json.loads((checkpoint / "state.json").read_text())
+    import hashlib
+
+    meta["files"]["model.safetensors"] = hashlib.sha256(b"\x00" * 64).hexdigest()
+    (checkpoint / "state.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="cannot be read as safetensors"):
+        load_checkpoint(checkpoint, fresh_policy(config, run_dir))
+
+
+def test_shape_mismatch_names_the_tensor(trained_run):
+    config, run_dir = trained_run
+    bigger = small_config(total_steps=1000, model={"d_model": 48, "n_head": 2, "n_layer": 1})
+    with pytest.raises(CheckpointError, match=r"has shape \(.*\) but the configured model needs"):
+        load_checkpoint(latest_checkpoint(run_dir / "checkpoints"), fresh_policy(bigger, run_dir))
+
+
+def test_a_failed_save_leaves_the_last_good_checkpoint_intact(trained_run, monkeypatch):
+    config, run_dir = trained_run
+    checkpoints = run_dir / "checkpoints"
+    good = latest_checkpoint(checkpoints)
+    before = {p.name: p.read_bytes() for p in good.iterdir()}
+    policy = fresh_policy(config, run_dir)
+    import agents.checkpoint as module
+
+    def broken_save(tensors, path):
+        Path(path).write_bytes(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(module, "save_file", broken_save)
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint(good, policy, None, {"update": 99})
+    assert latest_checkpoint(checkpoints) == good
+    assert {p.name: p.read_bytes() for p in good.iterdir()} == before
+    assert not [p for p in checkpoints.iterdir() if p.name.startswith(".")]
+    load_checkpoint(good, policy)
+
+
+# -- non-finite values and bad configs --------------------------------------------------------------
+
+
+def test_a_nan_reward_stops_training_and_saves_nothing(tmp_path, monkeypatch):
+    import agents.train as module
+
+    real = module.collect_episodes
+
+    def poisoned(*args, **kwargs):
+        rollout = real(*args, **kwargs)
+        rollout.env_rewards[0, 0] = float("nan")
+        return rollout
+
+    monkeypatch.setattr(module, "collect_episodes", poisoned)
+    with pytest.raises(NonFiniteError, match="reward became non-finite at update 0"):
+        train(small_config(), tmp_path, progress=False)
+    assert not list((tmp_path / "checkpoints").glob("update-*"))
+
+
+def test_a_nan_loss_stops_training_with_the_update_number(tmp_path, monkeypatch):
+    import agents.train as module
+
+    real = module.gae
+
+    def poisoned(*args, **kwargs):
+        advantages, returns = real(*args, **kwargs)
+        return advantages * float("nan"), returns
+
+    config = small_config()
+    train(config, tmp_path, progress=False, stop_after=2)
+    monkeypatch.setattr(module, "gae", poisoned)
+    with pytest.raises(NonFiniteError, match="PPO loss became nan at update 2"):
+        train(config, tmp_path, resume=True, progress=False)
+    assert latest_checkpoint(tmp_path / "checkpoints").name == "update-000002"
+
+
+@pytest.mark.parametrize(
+    "data,message",
+    [
+        ({"total_step": 5}, r"unknown config key\(s\) \['total_step'\]"),
+        ({"ppo": {"clip": 0.2}}, r"unknown key\(s\) \['clip'\] in config section 'ppo'"),
+        ({"num_envs": 0}, "num_envs must be a positive integer"),
+        ({"device": "tpu"}, "device must be"),
+        ({"ppo": {"gae_lambda": 2.0}}, "ppo.gae_lambda"),
+        ({"pretraining": {"demo_noise": -1}}, "pretraining.demo_noise|pretrain.demo_noise"),
+        ({"model": {"d_model": 30, "n_head": 4}}, "divisible by n_head"),
+    ],
+)
+def test_bad_config_values_are_named(tmp_path, data, message):
+    with pytest.raises(ValueError, match=message):
+        config = TrainConfig.from_dict({"env": "DialogQA-Toy-v0", **data})
+        Run(config, tmp_path, progress=False)
+
+
+def test_resume_without_a_checkpoint_is_a_clear_error(tmp_path):
+    with pytest.raises(CheckpointError, match="no checkpoint to resume from"):
+        train(small_config(), tmp_path, resume=True, progress=False)
+
+
+def test_the_same_ppo_solves_cartpole_with_an_mlp(tmp_path):
+    """The sanity check every PPO implementation is held to: mean return >= 475 on CartPole-v1."""
+    import yaml
+
+    config = TrainConfig.from_dict(yaml.safe_load((Path(__file__).parents[1] / "examples" / "cartpole.yaml").read_text()))
+    results = train(config, tmp_path, progress=False)
+    assert results["ppo"]["mean_return"] >= 475
