@@ -195,9 +195,15 @@ def check_noise(noise: float) -> float:
     return float(noise)
 
 
+class UnsupportedRenderMode(ValueError, TypeError):
+    """A render mode the env does not have. It is a TypeError too because Stable-Baselines3's
+    ``make_vec_env`` asks every env for ``render_mode="rgb_array"`` and retries without it only
+    on TypeError."""
+
+
 def check_render_mode(render_mode: str | None) -> str | None:
     if render_mode is not None and render_mode not in RENDER_MODES:
-        raise ValueError(f"unknown render_mode {render_mode!r}; expected None or one of {list(RENDER_MODES)}")
+        raise UnsupportedRenderMode(f"unknown render_mode {render_mode!r}; expected None or one of {list(RENDER_MODES)}")
     return render_mode
 
 

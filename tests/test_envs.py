@@ -285,3 +285,12 @@ def test_vector_infos_follow_gymnasium_conventions():
     assert (info["episode"]["success"]).all() and (info["answer_correct"]).all()
     obs2, rewards, terminated, truncated, info = envs.step(np.zeros(4, np.int64))
     assert (rewards == 0).all() and not terminated.any() and not truncated.any()  # the autoreset step
+
+
+def test_stable_baselines3_make_vec_env_builds_the_envs():
+    from stable_baselines3.common.env_util import make_vec_env
+
+    envs = make_vec_env("DialogQA-Toy-v0", n_envs=2, seed=0)
+    obs = envs.reset()
+    assert obs.shape == (2, 7)
+    envs.step(np.array([3, 3]))
