@@ -179,6 +179,7 @@ class UpdateStats:
     clip_fraction: float = 0.0
     grad_norm: float = 0.0
     first_ratio_max_error: float = 0.0  # |ratio - 1| on the first minibatch: 0 up to float error
+    first_clip_fraction: float = 0.0  # share of clipped ratios on the first minibatch: exactly 0
     minibatches: int = 0
 
     def as_dict(self) -> dict[str, float]:
@@ -209,6 +210,7 @@ def ppo_update(
             if stats.minibatches == 0:
                 ratio_error = ((new_logprob.detach() - batch.logprobs).exp() - 1).abs()[batch.mask]
                 stats.first_ratio_max_error = float(ratio_error.max()) if ratio_error.numel() else 0.0
+                stats.first_clip_fraction = float(terms.clip_fraction)
             if not torch.isfinite(terms.loss):
                 raise NonFiniteError(f"the PPO loss became {float(terms.loss.detach())} at update {update}; nothing was saved")
             optimizer.zero_grad(set_to_none=True)

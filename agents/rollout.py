@@ -209,7 +209,6 @@ class StepCollector:
     @torch.no_grad()
     def collect(self, policy, steps: int, generator: torch.Generator) -> StepRollout:
         policy.eval()
-        n = self.envs.num_envs
         obs_buf, records, finished = [], [], {"r": [], "l": []}
         for _ in range(steps):
             obs = torch.as_tensor(self.obs, device=self.device)

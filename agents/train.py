@@ -12,6 +12,7 @@ import copy
 import csv
 import json
 import math
+import shutil
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -23,6 +24,7 @@ import torch
 import yaml
 
 import dialog_gym
+from agents.agent import PolicyAgent
 from agents.checkpoint import latest_checkpoint, load_checkpoint, mark_latest, save_checkpoint, write_atomic
 from agents.mlp import MLPPolicy
 from agents.policy import PolicyConfig, TransformerPolicy
@@ -158,10 +160,12 @@ class Run:
             obs_dim = int(np.prod(self.envs.single_observation_space.shape))
             self.policy = MLPPolicy(obs_dim, int(space.n), config.model.mlp_hidden).to(self.device)
             self.collector = StepCollector(self.envs, config.seed, self.device)
+        # The KL penalty keeps PPO near the pretrained policy; without pretraining there is no
+        # policy worth staying near, so beta is 0 (and the KL to the initial policy is still logged).
         self.reference = copy.deepcopy(self.policy).eval() if self.token_env else None
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=config.ppo.learning_rate, eps=config.ppo.adam_eps)
-        self.kl = AdaptiveKLController(config.ppo.kl_coef if self.token_env else 0.0, config.ppo.kl_target,
-                                       config.ppo.kl_horizon)  # fmt: skip
+        beta = config.ppo.kl_coef if self.token_env and config.pretrain else 0.0
+        self.kl = AdaptiveKLController(beta, config.ppo.kl_target, config.ppo.kl_horizon)
         self.update, self.env_steps, self.episodes = 0, 0, 0
         self.checkpoints = self.out_dir / "checkpoints"
 
@@ -257,23 +261,16 @@ class Run:
         })  # fmt: skip
         mark_latest(self.checkpoints, name)
         for old in sorted(self.checkpoints.glob("update-*"))[:-2]:
-            if old.name != name:
-                import shutil
-
-                shutil.rmtree(old, ignore_errors=True)
+            shutil.rmtree(old, ignore_errors=True)
 
     def restore(self) -> None:
+        if not self.token_env:
+            raise ValueError("resuming is supported for token envs only; rerun an MLP run from the start")
         meta = load_checkpoint(latest_checkpoint(self.checkpoints), self.policy, self.optimizer, self.device)
         self.update, self.env_steps, self.episodes = meta["update"], meta["env_steps"], meta["episodes"]
         self.kl.beta = meta["beta"]
-        if self.token_env:
-            reference_dir = self.checkpoints / "pretrained"
-            if (reference_dir / "state.json").exists():
-                load_checkpoint(reference_dir, self.reference, None, self.device)
-            else:
-                load_checkpoint(self.checkpoints / "initial", self.reference, None, self.device)
-        if not self.token_env:
-            raise ValueError("resuming is supported for token envs only; rerun the MLP run from the start")
+        reference = self.checkpoints / ("pretrained" if self.config.pretrain else "initial")
+        load_checkpoint(reference, self.reference, None, self.device)
 
 
 def _mean(values) -> float:
@@ -374,8 +371,6 @@ def _steps_per_episode(run: Run) -> float:
 
 def final_evaluation(run: Run) -> dict[str, Any]:
     """The test-split table: random agent, pretrained-only policy and PPO policy, saved as eval.json."""
-    from agents.agent import PolicyAgent
-
     cfg = run.config
     evaluate = lambda agent: dialog_gym.evaluate(  # noqa: E731
         agent, cfg.env, episodes=cfg.eval_episodes, seed=cfg.seed + 12345, split="test", **cfg.env_args

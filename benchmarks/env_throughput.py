@@ -129,7 +129,7 @@ def main() -> None:
     print()
     print("| DialogQA-v0 world (window 300 tokens) | context tokens | steps/s, oracle (1024 envs) | answer steps/s, no resets |")
     print("|---|---:|---:|---:|")
-    for label, kwargs in [("2 people, 2 objects, 3 events (default)", {}),
+    for label, kwargs in [("1 person, 1 object, 4 events (default)", {}),
                           ("6 people, 6 objects, 24 events", {"n_people": 6, "n_objects": 6, "n_events": 24})]:  # fmt: skip
         context = gym.make("DialogQA-v0", **kwargs).unwrapped.task.context_len
         rate = vector_env_steps_per_second("DialogQA-v0", 1024, "vector_entry_point", seconds, max_len=300, **kwargs)

@@ -19,8 +19,6 @@ import sys
 import tempfile
 import time
 
-import gymnasium as gym
-import numpy as np
 import torch
 
 import dialog_gym  # noqa: F401

@@ -208,7 +208,7 @@ def test_truncation_at_the_answer_limit_is_reported():
     env = gym.make("DialogQA-v0", max_answer_tokens=4)
     obs, info = env.reset(seed=0)
     word = env.unwrapped.tokenizer.token_to_id("the")
-    for step in range(4):
+    for _step in range(4):
         obs, reward, terminated, truncated, info = env.step(word)
     assert truncated and not terminated and info["truncated_by"] == "max_answer_tokens"
     assert info["answer_correct"] is False and info["episode"]["success"] is False
@@ -294,3 +294,12 @@ def test_stable_baselines3_make_vec_env_builds_the_envs():
     obs = envs.reset()
     assert obs.shape == (2, 7)
     envs.step(np.array([3, 3]))
+
+
+def test_dialog_gym_does_not_need_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, gymnasium as gym, dialog_gym; gym.make('DialogQA-v0').reset(seed=0); print('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout.strip() == "False"

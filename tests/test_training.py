@@ -107,7 +107,7 @@ def test_run_directory_holds_what_the_recipe_promises(tmp_path):
         assert column in header
 
 
-def test_first_minibatch_ratio_is_one(tmp_path):
+def test_first_minibatch_ratio_is_one_and_nothing_is_clipped(tmp_path):
     run = Run(small_config(), tmp_path, progress=False)
     run.run_pretraining()
     rollout = run.collect()
@@ -115,6 +115,8 @@ def test_first_minibatch_ratio_is_one(tmp_path):
 
     stats = ppo_update(run.policy, run.optimizer, rollout, run.config.ppo, torch.Generator().manual_seed(0), 0)
     assert stats.first_ratio_max_error < 1e-5
+    assert stats.first_clip_fraction == 0.0
+    assert stats.minibatches == run.config.ppo.update_epochs * run.config.ppo.num_minibatches
 
 
 # -- bad checkpoints ------------------------------------------------------------------------------
