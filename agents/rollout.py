@@ -42,7 +42,7 @@ class TokenRollout:
         self.actions, self.logprobs, self.values, self.next_values = actions, logprobs, values, next_values
         self.env_rewards, self.rewards = rewards, rewards.clone()  # rewards gets the KL penalty added
         self.terminated, self.truncated, self.mask = terminated, truncated, mask
-        self.episode = episode  # dict of numpy arrays (B,): r, l, correct, questions, success, ...
+        self.episode = episode  # dict of numpy arrays (B,): return, length, correct, questions, success, ...
         last = mask.long().cumsum(1).argmax(1)  # each row's last real step
         self.done = torch.zeros_like(mask)
         self.done[torch.arange(len(mask)), last] = True
@@ -121,7 +121,7 @@ def collect_episodes(envs, policy: TransformerPolicy, seed: int, generator: torc
         if bool(ended.any()):
             final_tokens[live[ended]] = new_obs[ended]
             ended_rows = rows_np[ended.cpu().numpy()]
-            for key, values in info["episode"].items():
+            for key, values in info["dialogue"].items():
                 episode.setdefault(key, np.zeros(n, values.dtype))[ended_rows] = values[ended_rows]
             keep = ~ended
             live, logits, value, cache = live[keep], logits[keep], value[keep], cache.select(keep.nonzero().squeeze(1))
@@ -209,7 +209,7 @@ class StepCollector:
     @torch.no_grad()
     def collect(self, policy, steps: int, generator: torch.Generator) -> StepRollout:
         policy.eval()
-        obs_buf, records, finished = [], [], {"r": [], "l": []}
+        obs_buf, records, finished = [], [], {"return": [], "length": []}
         for _ in range(steps):
             obs = torch.as_tensor(self.obs, device=self.device)
             logits, value = policy(obs)
@@ -220,8 +220,8 @@ class StepCollector:
             self.returns = np.where(real, self.returns + reward, 0.0)
             self.lengths = np.where(real, self.lengths + 1, 0)
             ended = (terminated | truncated) & real
-            finished["r"] += self.returns[ended].tolist()
-            finished["l"] += self.lengths[ended].tolist()
+            finished["return"] += self.returns[ended].tolist()
+            finished["length"] += self.lengths[ended].tolist()
             obs_buf.append(obs)
             records.append((action, distribution.log_prob(action), value,
                             torch.as_tensor(reward, dtype=torch.float32), torch.as_tensor(terminated & real),

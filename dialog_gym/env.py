@@ -57,7 +57,8 @@ class DialogEnv(gym.Env):
     Every step: ``action_mask`` (int8, V), ``expert_action`` (the reference's next token),
     ``turn``, ``reference`` (text of the current reference answer) and ``answer`` (the current
     answer so far). When an answer ends: ``answer_reward`` and ``answer_correct``. When the
-    episode ends: ``episode`` = {r: return, l: length, answers, correct, success, answer_tokens}.
+    episode ends: ``dialogue`` = {return, length, answers, correct, questions, success,
+    answer_tokens} (not ``episode``, which Gymnasium's and SB3's episode-statistics wrappers add).
 
     ## Arguments
     ``split`` ("train" or "test"), ``reward``, ``shaping``, ``success_reward``,
@@ -148,7 +149,7 @@ class DialogEnv(gym.Env):
             info["answer_reward"] = float(outcome.answer_reward[0])
             info["answer_correct"] = bool(outcome.answer_correct[0])
         if outcome is not None and kernel.done[0]:
-            info["episode"] = {key: value[0].item() for key, value in kernel.episode_stats(np.array([0])).items()}
+            info["dialogue"] = {key: value[0].item() for key, value in kernel.episode_stats(np.array([0])).items()}
             if outcome.truncated[0]:
                 info["truncated_by"] = "max_answer_tokens"
         return info

@@ -51,7 +51,7 @@ def evaluate(
         obs, _, terminated, truncated, info = envs.step(actions)
         counted = (terminated | truncated) & (finished < quota)
         if counted.any():
-            for key, values in info["episode"].items():
+            for key, values in info["dialogue"].items():
                 records.setdefault(key, []).append(np.asarray(values)[counted])
             finished += counted
     if isinstance(env_id, str):
@@ -59,13 +59,13 @@ def evaluate(
     stats = {key: np.concatenate(values) for key, values in records.items()}
     answers = max(int(stats["answers"].sum()), 1)
     return {
-        "episodes": int(len(stats["r"])),
-        "mean_return": float(stats["r"].mean()),
-        "std_return": float(stats["r"].std()),
+        "episodes": int(len(stats["return"])),
+        "mean_return": float(stats["return"].mean()),
+        "std_return": float(stats["return"].std()),
         "success_rate": float(stats["success"].mean()),
         "answer_accuracy": float(stats["correct"].sum() / stats["questions"].sum()),
         "mean_answer_tokens": float(stats["answer_tokens"].sum() / answers),
-        "mean_length": float(stats["l"].mean()),
+        "mean_length": float(stats["length"].mean()),
     }
 
 

@@ -252,8 +252,8 @@ class DialogueKernel:
         """Statistics of the episodes of ``rows`` (final once they have ended)."""
         questions = self.ahead.n_turns[self.slot[rows]]
         return {
-            "r": self.episode_return[rows],
-            "l": self.episode_length[rows],
+            "return": self.episode_return[rows],
+            "length": self.episode_length[rows],
             "answers": self.answers_given[rows],
             "correct": self.answers_correct[rows],
             "questions": questions,

@@ -29,8 +29,8 @@ class DialogVectorEnv(VectorEnv):
 
     Infos hold arrays over rows, each with a boolean ``_key`` array saying which rows it is
     valid for: ``action_mask`` (N, V), ``expert_action``, ``turn``; ``answer_reward`` and
-    ``answer_correct`` where an answer ended; ``episode`` (a dict of arrays: r, l, answers,
-    correct, success, answer_tokens) and ``truncated_by`` where an episode ended.
+    ``answer_correct`` where an answer ended; ``dialogue`` (a dict of arrays: return, length,
+    answers, correct, questions, success, answer_tokens) and ``truncated_by`` where an episode ended.
     """
 
     metadata = {"render_modes": list(RENDER_MODES), "autoreset_mode": AutoresetMode.NEXT_STEP}
@@ -122,8 +122,8 @@ class DialogVectorEnv(VectorEnv):
             info["answer_correct"], info["_answer_correct"] = outcome.answer_correct, outcome.answer_done
         ended = outcome.terminated | outcome.truncated
         if ended.any():
-            info["episode"] = {key: value.copy() for key, value in kernel.episode_stats(slice(None)).items()}
-            info["_episode"] = ended
+            info["dialogue"] = {key: value.copy() for key, value in kernel.episode_stats(slice(None)).items()}
+            info["_dialogue"] = ended
         if outcome.truncated.any():
             info["truncated_by"] = np.where(outcome.truncated, "max_answer_tokens", "")
             info["_truncated_by"] = outcome.truncated

@@ -182,7 +182,7 @@ def test_whole_multi_turn_dialogue_is_in_the_final_observation(tmp_path) -> None
     for turn in record["turns"]:
         expected += [tok.user_id, *tok.encode(turn["question"]), tok.agent_id, *tok.encode(turn["answer"]), tok.eos_id]
     assert obs[obs != tok.pad_id].tolist() == expected
-    assert info["episode"]["answers"] == len(record["turns"])
+    assert info["dialogue"]["answers"] == len(record["turns"])
 
 
 @pytest.mark.parametrize("records", list(FILES.values()), ids=list(FILES))
@@ -193,8 +193,8 @@ def test_oracle_succeeds_on_every_example_of_both_splits(tmp_path, records) -> N
         for k, record in enumerate(of_split(records, split)):
             obs, info = env.reset(options={"index": k})
             ended, final = play(env, info)
-            assert final["episode"]["success"] is True, (split, k)
-            assert final["episode"]["questions"] == len(turns_of(record))
+            assert final["dialogue"]["success"] is True, (split, k)
+            assert final["dialogue"]["questions"] == len(turns_of(record))
             assert [i["answer_reward"] for i in ended] == [1.0] * len(turns_of(record))
 
 
@@ -222,7 +222,7 @@ def test_chinese_file_with_char_tokenizer(tmp_path, records) -> None:
             assert opening(env, obs) == expected
             assert info["reference"] == turns[0]["answer"]
             ended, final = play(env, info)
-            assert final["episode"]["success"] is True
+            assert final["dialogue"]["success"] is True
             assert final["reference"] == turns[-1]["answer"]
 
 
@@ -393,7 +393,7 @@ def test_split_without_split_fields_is_stable_and_one_in_five(tmp_path) -> None:
         env = make(path, split=split)
         obs, info = env.reset(options={"index": 0})
         _, final = play(env, info)
-        assert final["episode"]["success"] is True
+        assert final["dialogue"]["success"] is True
 
 
 def test_explicit_split_fields_decide_the_split(tmp_path) -> None:

@@ -166,7 +166,7 @@ def test_oracle_return_is_one_per_answer_under_keyword_reward():
             total += reward
             done = terminated or truncated
         assert terminated and not truncated
-        assert total == info["episode"]["questions"] == info["episode"]["answers"]
+        assert total == info["dialogue"]["questions"] == info["dialogue"]["answers"]
 
 
 def test_follow_up_questions_are_appended_after_each_answer():
@@ -211,7 +211,7 @@ def test_truncation_at_the_answer_limit_is_reported():
     for _step in range(4):
         obs, reward, terminated, truncated, info = env.step(word)
     assert truncated and not terminated and info["truncated_by"] == "max_answer_tokens"
-    assert info["answer_correct"] is False and info["episode"]["success"] is False
+    assert info["answer_correct"] is False and info["dialogue"]["success"] is False
 
 
 def test_reset_options_pick_a_specific_episode():
@@ -281,8 +281,8 @@ def test_vector_infos_follow_gymnasium_conventions():
     obs, rewards, terminated, truncated, info = envs.step(info["expert_action"])
     assert rewards.dtype == np.float64 and terminated.dtype == bool and "answer_reward" not in info
     obs, rewards, terminated, truncated, info = envs.step(info["expert_action"])  # EOS
-    assert terminated.all() and info["_answer_reward"].all() and info["_episode"].all()
-    assert (info["episode"]["success"]).all() and (info["answer_correct"]).all()
+    assert terminated.all() and info["_answer_reward"].all() and info["_dialogue"].all()
+    assert (info["dialogue"]["success"]).all() and (info["answer_correct"]).all()
     obs2, rewards, terminated, truncated, info = envs.step(np.zeros(4, np.int64))
     assert (rewards == 0).all() and not terminated.any() and not truncated.any()  # the autoreset step
 
@@ -303,3 +303,19 @@ def test_dialog_gym_does_not_need_torch():
     code = "import sys, gymnasium as gym, dialog_gym; gym.make('DialogQA-v0').reset(seed=0); print('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and result.stdout.strip() == "False"
+
+
+def test_episode_statistics_wrappers_of_gymnasium_and_sb3_fit():
+    from stable_baselines3.common.monitor import Monitor
+
+    for wrapped in (gym.wrappers.RecordEpisodeStatistics(gym.make("DialogQA-Toy-v0", answer_len=1)),
+                    Monitor(gym.make("DialogQA-Toy-v0", answer_len=1))):  # fmt: skip
+        obs, info = wrapped.reset(seed=0)
+        *_, info = wrapped.step(info["expert_action"])
+        *_, terminated, truncated, info = wrapped.step(info["expert_action"])
+        assert terminated and info["dialogue"]["success"] and info["episode"]["r"] == 1.0
+    envs = gym.wrappers.vector.RecordEpisodeStatistics(gym.make_vec("DialogQA-Toy-v0", num_envs=3, answer_len=1))
+    obs, info = envs.reset(seed=0)
+    *_, info = envs.step(info["expert_action"])
+    *_, info = envs.step(info["expert_action"])
+    assert info["_episode"].all() and info["_dialogue"].all()

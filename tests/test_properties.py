@@ -56,7 +56,7 @@ def check_random_walk(env, seed, actions):
         assert info["action_mask"].shape == (env.action_space.n,)
         assert 0 <= info["expert_action"] < env.action_space.n
         if terminated or truncated:
-            assert set(info["episode"]) >= {"r", "l", "success"}
+            assert set(info["dialogue"]) >= {"return", "length", "success"}
             obs, info = env.reset()
             assert obs in env.observation_space
 
