@@ -116,6 +116,10 @@ def load_checkpoint(directory: Path, model: torch.nn.Module, optimizer: torch.op
         raise CheckpointError(f"{state_file}: not valid JSON ({error}); the checkpoint is damaged") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT or not isinstance(meta.get("files"), dict):
         raise CheckpointError(f"{state_file}: not a dialog-gym checkpoint of format {FORMAT}")
+    needed = ["model.safetensors"] + (["optimizer.safetensors"] if optimizer is not None else [])
+    for name in needed:
+        if not isinstance(meta["files"].get(name), str):
+            raise CheckpointError(f"{state_file}: lists no checksum for {name}; the checkpoint is incomplete or was edited")
     for name, expected in meta["files"].items():
         path = directory / name
         if not path.is_file():
@@ -123,6 +127,9 @@ def load_checkpoint(directory: Path, model: torch.nn.Module, optimizer: torch.op
         if _sha256(path) != expected:
             raise CheckpointError(f"{path}: checksum mismatch; the file is truncated or was modified")
     weights = _load_tensors(directory / "model.safetensors", device)
+    broken = [key for key, value in weights.items() if value.is_floating_point() and not torch.isfinite(value).all()]
+    if broken:
+        raise CheckpointError(f"{directory / 'model.safetensors'}: {broken[0]} holds NaN or infinite values")
     expected_shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     for key, shape in expected_shapes.items():
         if key not in weights:

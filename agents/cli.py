@@ -97,9 +97,9 @@ def cmd_train(args: argparse.Namespace) -> None:
         run_dir = Path(args.out)
     if results and "random" in results:
         print(f"\n{config.env}, test split, {config.eval_episodes} episodes per agent (sampling from each policy):")
-        print(format_table(eval_rows(results), EVAL_COLUMNS))
     elif results:
         print(f"\n{config.env}, {results['ppo']['episodes']} episodes of the greedy policy:")
+    if results:
         print(format_table(eval_rows(results), EVAL_COLUMNS))
         print(f"\nRun directory: {run_dir} (config.yaml, metrics.csv, tensorboard/, checkpoints/, eval.json)")
 
@@ -128,6 +128,13 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         policy, config = load_trained_policy(Path(args.run_dir))
         env_id = args.env or config.env
         env_kwargs = {**config.env_args, **env_kwargs} if env_id == config.env else env_kwargs
+        window = gym.make(env_id, **env_kwargs).observation_space.shape[0]
+        if window > policy.config.context_len or gym.make(env_id, **env_kwargs).action_space.n != policy.config.vocab_size:
+            raise ValueError(
+                f"the policy reads {policy.config.context_len} tokens of a {policy.config.vocab_size}-token vocabulary, "
+                f"but {env_id} with {env_kwargs} has {window}-token observations; evaluate on settings whose "
+                f"dialogues fit, or train on them"
+            )
         agents["ppo"] = PolicyAgent(policy, greedy=args.greedy, seed=args.seed)
     else:
         env_id = args.env or "DialogQA-v0"
@@ -159,10 +166,8 @@ def cmd_chat(args: argparse.Namespace) -> None:
         question = line.strip()
         if not question:
             break
-        unknown = [w for w in tokenizer.normalize(question).split() if tokenizer.token_to_id(w) is None] \
-            if hasattr(tokenizer, "normalize") else []  # fmt: skip
-        if unknown:
-            print(f"(not in the vocabulary, read as <unk>: {', '.join(unknown)})")
+        if tokenizer.unk_id is not None and tokenizer.unk_id in tokenizer.encode(question):
+            print(f"(part of the question is not in the vocabulary and reads as <unk>: {tokenizer.decode(tokenizer.encode(question))})")
         markers = (tokenizer.user_id, *tokenizer.encode(question), tokenizer.agent_id)
         dialogue += [token for token in markers if token is not None]  # a vocabulary may lack the markers
         answer = []
@@ -207,7 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", default="runs/dialogqa", help="run directory to create (default: runs/dialogqa)")
     train.add_argument("--total-steps", type=int, help="env steps (agent tokens) of PPO (default: 300000)")
     train.add_argument("--seed", type=int, help="seed of the run (default: 0)")
-    train.add_argument("--num-envs", type=int, help="episodes per PPO rollout (default: 256)")
+    train.add_argument("--num-envs", type=int, help="episodes per PPO rollout (default: 512)")
     train.add_argument("--device", choices=["auto", "cpu", "cuda"], help="where to train (default: auto, CUDA when present)")
     train.add_argument("--env-arg", action="append", default=[], metavar="KEY=VALUE",
                        help="env constructor argument, repeatable (e.g. --env-arg n_people=2)")  # fmt: skip

@@ -222,7 +222,3 @@ def _attention_mask(causal: torch.Tensor, query_valid: torch.Tensor, key_valid: 
     own_slot = torch.zeros(tq, tk, dtype=torch.bool, device=mask.device)
     own_slot[torch.arange(tq), torch.arange(tk - tq, tk)] = True
     return (mask | (own_slot[None] & ~query_valid[:, :, None]))[:, None]
-
-
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())

@@ -33,12 +33,13 @@ class PretrainConfig:
     def __post_init__(self) -> None:
         for name in ("demonstrations", "epochs", "batch_size"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < (0 if name == "epochs" else 1):
-                raise ValueError(f"pretrain.{name} must be a positive integer, got {value!r}")
+            low = 0 if name == "epochs" else 1
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"pretraining.{name} must be an integer >= {low}, got {value!r}")
         if not self.learning_rate > 0:
-            raise ValueError(f"pretrain.learning_rate must be positive, got {self.learning_rate!r}")
+            raise ValueError(f"pretraining.learning_rate must be positive, got {self.learning_rate!r}")
         if not 0.0 <= self.demo_noise <= 1.0:
-            raise ValueError(f"pretrain.demo_noise must be a fraction in [0, 1], got {self.demo_noise!r}")
+            raise ValueError(f"pretraining.demo_noise must be a fraction in [0, 1], got {self.demo_noise!r}")
 
 
 def answer_loss(policy: TransformerPolicy, ids: torch.Tensor, lengths: torch.Tensor, answer_mask: torch.Tensor) -> torch.Tensor:

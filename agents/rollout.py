@@ -95,7 +95,8 @@ def collect_episodes(envs, policy: TransformerPolicy, seed: int, generator: torc
     episode = {}
     while len(live):
         distribution = Categorical(logits=logits)
-        action = torch.multinomial(distribution.probs, 1, generator=generator).squeeze(1)
+        # Sampled on the CPU with a CPU generator, so CPU and CUDA runs draw the same tokens.
+        action = torch.multinomial(distribution.probs.cpu(), 1, generator=generator).squeeze(1).to(device)
         record = {"rows": live, "action_index": length[live] - 1, "action": action,
                   "logprob": distribution.log_prob(action), "value": value}  # fmt: skip
         actions = np.zeros(n, np.int64)
@@ -153,7 +154,7 @@ def _stack(steps, n, final_tokens, length, episode, device) -> TokenRollout:
 def check_window(envs) -> None:
     """Refuse an env whose observation window can drop the start of a dialogue."""
     kernel = envs.unwrapped.kernel
-    longest = kernel.limits.max_dialogue_len + kernel.limits.max_turns * kernel.max_answer_tokens
+    longest = kernel.full_dialogue_len
     if kernel.max_len < longest:
         raise ValueError(
             f"the env's max_len={kernel.max_len} can cut dialogues of up to {longest} tokens; the Transformer "
@@ -214,7 +215,7 @@ class StepCollector:
             obs = torch.as_tensor(self.obs, device=self.device)
             logits, value = policy(obs)
             distribution = Categorical(logits=logits)
-            action = torch.multinomial(distribution.probs, 1, generator=generator).squeeze(1)
+            action = torch.multinomial(distribution.probs.cpu(), 1, generator=generator).squeeze(1).to(self.device)
             self.obs, reward, terminated, truncated, _ = self.envs.step(action.cpu().numpy())
             real = ~self.resetting
             self.returns = np.where(real, self.returns + reward, 0.0)

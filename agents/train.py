@@ -25,7 +25,14 @@ import yaml
 
 import dialog_gym
 from agents.agent import PolicyAgent
-from agents.checkpoint import latest_checkpoint, load_checkpoint, mark_latest, save_checkpoint, write_atomic
+from agents.checkpoint import (
+    CheckpointError,
+    latest_checkpoint,
+    load_checkpoint,
+    mark_latest,
+    save_checkpoint,
+    write_atomic,
+)
 from agents.mlp import MLPPolicy
 from agents.policy import PolicyConfig, TransformerPolicy
 from agents.ppo import AdaptiveKLController, NonFiniteError, PPOConfig, gae, ppo_update
@@ -132,6 +139,22 @@ def is_token_env(env_id: str, env_args: dict[str, Any]) -> bool:
     return isinstance(gym.make(env_id, **env_args).unwrapped, dialog_gym.DialogEnv)
 
 
+def check_token_env(config: TrainConfig) -> None:
+    """Refuse settings that would fail late: no episodes to train or test on, or noise set twice."""
+    if "demo_noise" in config.env_args:
+        raise ValueError(
+            "set the noise of the pretraining data with pretraining.demo_noise in the config; the env argument "
+            "demo_noise only sets the default of env.demonstrations()"
+        )
+    task = gym.make(config.env, **config.env_args).unwrapped.task
+    for split in ("train", "test"):
+        if task.num_examples(split) == 0:
+            raise ValueError(
+                f"the env's {split!r} split holds no episode; training needs both splits (for a dataset= file, "
+                f'mark some lines "split": "{split}")'
+            )
+
+
 class Run:
     """The state of a training run and the loop that advances it."""
 
@@ -139,6 +162,8 @@ class Run:
         self.config, self.out_dir, self.progress = config, Path(out_dir), progress
         self.device = pick_device(config.device)
         self.token_env = is_token_env(config.env, config.env_args)
+        if self.token_env:
+            check_token_env(config)
         torch.manual_seed(config.seed)
         if self.token_env:
             self.envs = gym.make_vec(config.env, num_envs=config.num_envs, **config.env_args)
@@ -213,11 +238,13 @@ class Run:
         rollout.advantages = rollout.advantages * rollout.mask
         return rollout
 
-    def step(self, n_updates: int) -> dict[str, Any]:
+    def step(self) -> dict[str, Any]:
+        """One update: rollout, KL-penalised rewards, GAE, PPO epochs; returns the metrics row."""
         cfg, start = self.config, time.perf_counter()
+        torch.manual_seed(update_seed(cfg.seed, self.update, 4))  # dropout, if any, replays on resume too
         if cfg.ppo.anneal_lr:
             for group in self.optimizer.param_groups:
-                group["lr"] = cfg.ppo.learning_rate * (1.0 - self.update / n_updates)
+                group["lr"] = cfg.ppo.learning_rate * max(0.0, 1.0 - self.env_steps / cfg.total_steps)
         rollout = self.collect()
         generator = torch.Generator().manual_seed(update_seed(cfg.seed, self.update, 3))
         stats = ppo_update(self.policy, self.optimizer, rollout, cfg.ppo, generator, self.update)
@@ -225,7 +252,7 @@ class Run:
         self.update += 1
         self.env_steps += rollout.num_steps
         episode = rollout.episode
-        self.episodes += len(episode.get("r", []))
+        self.episodes += len(episode.get("return", []))
         mask = rollout.mask
         variance = float(rollout.returns[mask].var()) if mask.sum() > 1 else 0.0
         residual = float((rollout.returns - rollout.values)[mask].var()) if mask.sum() > 1 else 0.0
@@ -266,9 +293,15 @@ class Run:
     def restore(self) -> None:
         if not self.token_env:
             raise ValueError("resuming is supported for token envs only; rerun an MLP run from the start")
-        meta = load_checkpoint(latest_checkpoint(self.checkpoints), self.policy, self.optimizer, self.device)
+        checkpoint = latest_checkpoint(self.checkpoints)
+        meta = load_checkpoint(checkpoint, self.policy, self.optimizer, self.device)
+        for key in ("update", "env_steps", "episodes"):
+            if isinstance(meta.get(key), bool) or not isinstance(meta.get(key), int) or meta[key] < 0:
+                raise CheckpointError(f"{checkpoint / 'state.json'}: {key!r} must be a non-negative integer, got {meta.get(key)!r}")
+        if not isinstance(meta.get("beta"), (int, float)) or not math.isfinite(meta["beta"]) or meta["beta"] < 0:
+            raise CheckpointError(f"{checkpoint / 'state.json'}: 'beta' must be a non-negative number, got {meta.get('beta')!r}")
         self.update, self.env_steps, self.episodes = meta["update"], meta["env_steps"], meta["episodes"]
-        self.kl.beta = meta["beta"]
+        self.kl.beta = float(meta["beta"])
         reference = self.checkpoints / ("pretrained" if self.config.pretrain else "initial")
         load_checkpoint(reference, self.reference, None, self.device)
 
@@ -328,6 +361,8 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False, progre
     interrupted run would (used to test resuming).
     """
     out_dir = Path(out_dir)
+    if not resume and (out_dir / "config.yaml").exists():
+        raise ValueError(f"{out_dir} already holds a run; continue it with --resume {out_dir} or choose another --out")
     out_dir.mkdir(parents=True, exist_ok=True)
     run = Run(config, out_dir, progress)
     summary: dict[str, Any] = {}
@@ -339,34 +374,24 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False, progre
             summary["pretraining"] = run.run_pretraining()
         elif run.token_env:
             save_checkpoint(run.checkpoints / "initial", run.reference, None, {})
-    per_update = config.num_envs * (1 if run.token_env else config.rollout_steps)
-    n_updates = max(1, math.ceil(config.total_steps / (per_update * _steps_per_episode(run))))
     log = MetricsLog(out_dir, keep_until=run.update, purge_step=run.env_steps if resume else None)
-    bar = _bar(n_updates, "PPO", progress)
-    bar.update(run.update)
+    bar = _bar(config.total_steps, "PPO env steps", progress)
+    bar.update(min(run.env_steps, config.total_steps))
     try:
-        while run.update < n_updates and (stop_after is None or run.update < stop_after):
-            row = run.step(n_updates)
+        while run.env_steps < config.total_steps and (stop_after is None or run.update < stop_after):
+            row = run.step()
             log.write(row)
-            bar.update(1)
+            bar.update(min(row["env_steps"], config.total_steps) - bar.n)
             bar.set_postfix(ret=f"{row['return']:.3f}", acc=f"{row['answer_accuracy']:.3f}", kl=f"{row['kl']:.3f}",
                             beta=f"{row['beta']:.3f}")  # fmt: skip
-            if run.update % config.checkpoint_every == 0 or run.update == n_updates:
+            if run.update % config.checkpoint_every == 0 or run.env_steps >= config.total_steps:
                 run.save()
     finally:
         bar.close()
         log.close()
-    if stop_after is not None and run.update < n_updates:
+    if run.env_steps < config.total_steps:
         return {}
     return summary | final_evaluation(run)
-
-
-def _steps_per_episode(run: Run) -> float:
-    """Rough agent steps per episode, to turn ``total_steps`` into a number of updates before running."""
-    if not run.token_env:
-        return 1.0
-    kernel = run.envs.unwrapped.kernel
-    return float(kernel.limits.max_turns + sum(range(1, kernel.limits.max_reference_len + 2))) / 2.0
 
 
 def final_evaluation(run: Run) -> dict[str, Any]:

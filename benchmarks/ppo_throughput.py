@@ -128,10 +128,10 @@ def training_steps_per_second(env_id: str, env_args: dict, updates: int) -> floa
     config = TrainConfig(env=env_id, env_args=env_args, pretrain=False)
     with tempfile.TemporaryDirectory() as directory:
         run = Run(config, directory, progress=False)
-        run.step(10**6)  # warm-up
+        run.step()  # warm-up
         first, start = run.env_steps, time.perf_counter()
         for _ in range(updates):
-            run.step(10**6)
+            run.step()
         return (run.env_steps - first) / (time.perf_counter() - start)
 
 

@@ -71,6 +71,8 @@ def make_demonstrations(kernel: DialogueKernel, n: int, *, seed: int = 0, noise:
     if not 0.0 <= noise <= 1.0:
         raise ValueError(f"noise must be a fraction in [0, 1], got {noise!r}")
     task, tokenizer = kernel.task, kernel.tokenizer
+    if task.num_examples(split) == 0:
+        raise ValueError(f"the {split!r} split holds no episode to demonstrate; add data to it")
     key = np.uint64(np.random.default_rng(seed).integers(2**63))
     index = episode_index(np.full(n, key, np.uint64), np.arange(n, dtype=np.uint64))
     size = task.num_examples(split)
@@ -89,7 +91,7 @@ def make_demonstrations(kernel: DialogueKernel, n: int, *, seed: int = 0, noise:
     filler = np.array(task.filler_ids, np.int64)
     verbose = noisy & (draws[..., 1] < 0.5) & (len(filler) > 0)
     wrong = noisy & ~verbose
-    # A wrong answer is the reference of the same turn in the next demonstration.
+    # A wrong answer is the reference of the same turn in the previous demonstration.
     other, other_len = np.roll(answers, 1, axis=0), np.roll(answer_len, 1, axis=0)
     answers[wrong], answer_len[wrong] = other[wrong], other_len[wrong]
     if len(filler):

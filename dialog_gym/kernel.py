@@ -70,7 +70,7 @@ class DialogueKernel:
                 f"max_answer_tokens={max_answer_tokens!r} is too small: reference answers need up to "
                 f"{needed} tokens with EOS; use max_answer_tokens >= {needed}"
             )
-        full = limits.max_dialogue_len + limits.max_turns * self.max_answer_tokens
+        full = self.full_dialogue_len
         self.max_len = full if max_len is None else max_len
         shortest = limits.max_question_len + self.max_answer_tokens
         if not isinstance(self.max_len, (int, np.integer)) or self.max_len < shortest:
@@ -111,6 +111,11 @@ class DialogueKernel:
                 self.action_mask[token] = False
         self.action_mask.flags.writeable = False
 
+    @property
+    def full_dialogue_len(self) -> int:
+        """Most tokens a whole dialogue can have: every user segment and every answer at its limit."""
+        return self.limits.max_dialogue_len + self.limits.max_turns * self.max_answer_tokens
+
     # -- episodes -------------------------------------------------------------------------------
 
     def seed_rows(self, rows: np.ndarray, keys: np.ndarray) -> None:
@@ -128,9 +133,11 @@ class DialogueKernel:
                 self._generate_ahead(rows)
             self.counter[rows] += 1
         else:
-            # An explicit episode takes the slot of the stream's next one, which must be redone.
+            # An explicit episode takes the place of the stream's next one: that position counts as
+            # played, and the episodes generated after it are made again when next needed.
             self.ahead.put(self.slot[rows], self.task.episodes(self.split, np.asarray(index, np.uint64)))
-            self.ready_until[rows] = position
+            self.counter[rows] += 1
+            self.ready_until[rows] = position + 1
         self.obs[rows] = self.tokenizer.pad_id
         self.answers[rows] = self.tokenizer.pad_id
         for state in (self.turn, self.pos, self.episode_return, self.episode_length, self.answer_len,

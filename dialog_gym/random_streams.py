@@ -45,24 +45,6 @@ def uniform(keys: np.ndarray, stream: int, count: int) -> np.ndarray:
     return (random_bits(keys, stream, count) >> np.uint64(11)).astype(np.float64) * 2.0**-53
 
 
-def integers(keys: np.ndarray, stream: int, count: int, high: np.ndarray | int) -> np.ndarray:
-    """Integers in ``[0, high)``; ``high`` broadcasts against ``(len(keys), count)``."""
-    draws = np.floor(uniform(keys, stream, count) * high).astype(np.int64)
-    return np.minimum(draws, np.asarray(high) - 1)
-
-
-def choose_distinct(keys: np.ndarray, stream: int, population: int, k: int) -> np.ndarray:
-    """``k`` distinct values from ``range(population)`` per key, shape ``(len(keys), k)``."""
-    return np.argsort(random_bits(keys, stream, population), axis=1)[:, :k]
-
-
-def choose_masked(keys: np.ndarray, stream: int, allowed: np.ndarray) -> np.ndarray:
-    """One uniformly drawn allowed column per row of the boolean ``allowed`` (B, n); -1 if none."""
-    scores = np.where(allowed, random_bits(keys, stream, allowed.shape[1]), np.uint64(0))
-    choice = np.argmax(scores, axis=1)
-    return np.where(allowed.any(axis=1), choice, -1)
-
-
 def hash_rows(values: np.ndarray) -> np.ndarray:
     """A 64-bit hash of each row of an integer array, shape ``(B,)``; order-sensitive."""
     values = np.asarray(values).reshape(len(values), -1).astype(np.uint64)

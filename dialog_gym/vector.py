@@ -74,7 +74,7 @@ class DialogVectorEnv(VectorEnv):
 
     def reset(self, *, seed: int | list[int | None] | None = None, options: dict[str, Any] | None = None):
         index = self._reset_indices(options)
-        super().reset(seed=seed)
+        super().reset(seed=seed if seed is None or isinstance(seed, (int, np.integer)) else None)
         rows = np.arange(self.num_envs)
         if seed is not None or not self._started:
             seeds = _row_seeds(seed, self.num_envs)

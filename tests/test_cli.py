@@ -110,3 +110,8 @@ def test_bad_command_lines_get_one_line_errors(argv, message):
     with pytest.raises(SystemExit) as caught:
         main(argv)
     assert message in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_evaluating_a_run_on_an_env_it_cannot_read_is_explained(tiny_run):
+    with pytest.raises(SystemExit, match="evaluate on settings whose dialogues fit"):
+        main(["evaluate", str(tiny_run), "--env-arg", "question_len=4", "--episodes", "4"])

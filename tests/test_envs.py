@@ -319,3 +319,20 @@ def test_episode_statistics_wrappers_of_gymnasium_and_sb3_fit():
     *_, info = envs.step(info["expert_action"])
     *_, info = envs.step(info["expert_action"])
     assert info["_episode"].all() and info["_dialogue"].all()
+
+
+def test_an_explicit_episode_survives_other_rows_autoresetting():
+    envs = gym.make_vec("DialogQA-v0", num_envs=2, min_turns=1, max_turns=1)
+    envs.reset(seed=0, options={"index": [5, 7]})
+    opening = envs.unwrapped.kernel.history(1).copy()
+    eos, word = envs.unwrapped.tokenizer.eos_id, envs.unwrapped.tokenizer.token_to_id("the")
+    for _ in range(3):  # row 0 ends at once and starts new episodes; row 1 keeps answering
+        envs.step(np.array([eos, word]))
+    assert np.array_equal(envs.unwrapped.kernel.history(1), np.concatenate([opening, [word] * 3]))
+
+
+def test_vector_reset_takes_a_list_of_seeds():
+    envs = gym.make_vec("DialogQA-v0", num_envs=3)
+    a, _ = envs.reset(seed=[4, 5, 6])
+    b, _ = envs.reset(seed=4)
+    assert np.array_equal(a, b)

@@ -263,3 +263,75 @@ def test_the_same_ppo_solves_cartpole_with_an_mlp(tmp_path):
     config = TrainConfig.from_dict(yaml.safe_load((Path(__file__).parents[1] / "examples" / "cartpole.yaml").read_text()))
     results = train(config, tmp_path, progress=False)
     assert results["ppo"]["mean_return"] >= 475
+
+
+def test_training_stops_at_the_asked_number_of_env_steps(tmp_path):
+    train(small_config(total_steps=700), tmp_path, progress=False)
+    rows = read_metrics(tmp_path)
+    assert int(rows[-1]["env_steps"]) >= 700 > int(rows[-2]["env_steps"])
+
+
+def test_an_existing_run_directory_is_not_overwritten(trained_run):
+    config, run_dir = trained_run
+    with pytest.raises(ValueError, match="already holds a run; continue it with --resume"):
+        train(config, run_dir, progress=False)
+
+
+def test_resume_is_exact_with_dropout_too(tmp_path):
+    config = small_config(model={"d_model": 32, "n_head": 2, "n_layer": 1, "dropout": 0.2})
+    train(config, tmp_path / "straight", progress=False)
+    train(config, tmp_path / "resumed", progress=False, stop_after=3)
+    train(config, tmp_path / "resumed", resume=True, progress=False)
+    a, b = final_weights(tmp_path / "straight"), final_weights(tmp_path / "resumed")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_dataset_without_test_lines_is_refused_before_training(tmp_path):
+    data = tmp_path / "data.jsonl"
+    data.write_text('{"context": "Paris is in France.", "question": "Where is Paris?", "answer": "France", "split": "train"}\n')
+    config = TrainConfig.from_dict({"env": "DialogQA-v0", "env_args": {"dataset": str(data)}})
+    with pytest.raises(ValueError, match="'test' split holds no episode; .* \"split\": \"test\""):
+        train(config, tmp_path / "run", progress=False)
+
+
+def test_demo_noise_as_an_env_argument_is_refused(tmp_path):
+    config = TrainConfig.from_dict({"env": "DialogQA-Toy-v0", "env_args": {"demo_noise": 0.5}})
+    with pytest.raises(ValueError, match="pretraining.demo_noise"):
+        train(config, tmp_path, progress=False)
+
+
+def edit_state(checkpoint: Path, change) -> None:
+    meta = json.loads((checkpoint / "state.json").read_text())
+    change(meta)
+    (checkpoint / "state.json").write_text(json.dumps(meta))
+
+
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        (lambda meta: meta.pop("episodes"), "'episodes' must be a non-negative integer"),
+        (lambda meta: meta.update(update="7"), "'update' must be a non-negative integer"),
+        (lambda meta: meta.update(files={}), "lists no checksum for model.safetensors"),
+    ],
+)
+def test_edited_state_files_are_refused(trained_run, change, message):
+    config, run_dir = trained_run
+    edit_state(latest_checkpoint(run_dir / "checkpoints"), change)
+    with pytest.raises(CheckpointError, match=message):
+        train(config, run_dir, resume=True, progress=False)
+
+
+def test_non_finite_weights_are_refused(trained_run):
+    import hashlib
+
+    from safetensors.torch import save_file
+
+    config, run_dir = trained_run
+    checkpoint = latest_checkpoint(run_dir / "checkpoints")
+    weights = load_file(checkpoint / "model.safetensors")
+    weights["value_head.bias"] = torch.tensor([float("nan")])
+    save_file(weights, checkpoint / "model.safetensors")
+    digest = hashlib.sha256((checkpoint / "model.safetensors").read_bytes()).hexdigest()
+    edit_state(checkpoint, lambda meta: meta["files"].update({"model.safetensors": digest}))
+    with pytest.raises(CheckpointError, match="value_head.bias holds NaN"):
+        load_checkpoint(checkpoint, fresh_policy(config, run_dir))

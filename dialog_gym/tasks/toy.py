@@ -16,6 +16,7 @@ from dialog_gym.tasks.base import check_split
 
 TOY_SPECIALS = ("<pad>", "<eos>", "<agent>")
 MAX_FULL_TABLE = 2**20  # n_questions=0 enumerates every question; more than this is a mistake
+DEFAULT_QUESTIONS = 32  # or every possible question, when a small vocabulary has fewer
 
 
 class ToyTokenizer:
@@ -51,7 +52,8 @@ class ToyTokenizer:
 class ToyLookupTask:
     """``n_questions`` questions of ``question_len`` tokens, each with a fixed ``answer_len``-token answer.
 
-    An episode shows ``question <agent>``; the agent answers and closes with EOS.
+    An episode shows ``question <agent>``; the agent answers and closes with EOS. ``n_questions``
+    defaults to 32, or to every possible question when fewer exist; 0 asks for all of them.
     """
 
     default_reward = "match"
@@ -60,7 +62,7 @@ class ToyLookupTask:
     def __init__(
         self,
         vocab_size: int = 16,
-        n_questions: int = 32,
+        n_questions: int | None = None,
         question_len: int = 2,
         answer_len: int = 3,
         table_seed: int = 0,
@@ -68,10 +70,12 @@ class ToyLookupTask:
         _check_int("vocab_size", vocab_size, len(TOY_SPECIALS) + 1, "3 special tokens and at least one content token")
         _check_int("question_len", question_len, 1, "a positive integer")
         _check_int("answer_len", answer_len, 1, "a positive integer")
-        _check_int("n_questions", n_questions, 0, "0 (every possible question) or a positive integer")
         _check_int("table_seed", table_seed, 0, "a non-negative integer")
         content = vocab_size - len(TOY_SPECIALS)
         possible = content**question_len
+        if n_questions is None:
+            n_questions = min(DEFAULT_QUESTIONS, possible)
+        _check_int("n_questions", n_questions, 0, "0 (every possible question) or a positive integer")
         if n_questions > possible:
             raise ValueError(
                 f"n_questions={n_questions} is more than the {possible} distinct questions of {question_len} "
