@@ -1,0 +1,212 @@
+"""The cross-check: our PPO against Stable-Baselines3's PPO on DialogQA-Toy-v0, side by side.
+
+For every setting (vocabulary size x answer length, 32 questions or all of them when fewer exist)
+and seed, three agents get the same env-step budget: SB3's PPO with its defaults (``MlpPolicy`` on
+one-hot observations, 8 envs through ``make_vec_env``), our PPO with the Transformer from scratch,
+and our PPO after pretraining on noisy demonstrations. Along the way each is scored by
+``dialog_gym.evaluate`` on the same test episodes with its greedy policy; the table reports the env
+steps to reach 90% success, the final success, the training wall time (evaluations left out) and
+env steps per second. A last run pits them on the full table at vocabulary 16 (169 questions).
+
+    python benchmarks/sb3_crosscheck.py --quick      # 2 settings, 1 seed, under 5 minutes
+    python benchmarks/sb3_crosscheck.py              # the full grid the README reports (about an hour)
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import dialog_gym
+from agents.agent import PolicyAgent
+from agents.train import Run, TrainConfig
+
+EVAL_EPISODES, EVAL_SEED = 256, 1234
+RESULTS = Path(__file__).parent / "results"
+
+# Our PPO from scratch on the toy task (shared/TUNING.md): large on-policy batches, many epochs,
+# a constant learning rate, a heavy value loss, and an entropy bonus that shrinks with the vocabulary.
+SCRATCH_PPO = {"learning_rate": 3e-4, "anneal_lr": False, "update_epochs": 10, "num_minibatches": 16,
+               "vf_coef": 2.0, "kl_coef": 0.0}  # fmt: skip
+ENTROPY = {8: 0.1, 16: 0.1, 32: 0.07, 64: 0.05}
+
+
+@dataclass
+class Result:
+    agent: str
+    setting: str
+    seed: int
+    curve: list[tuple[float, float]] = field(default_factory=list)  # (env steps, greedy success)
+    final_success: float = 0.0
+    seconds: float = 0.0
+    env_steps: int = 0
+
+    @property
+    def steps_to_90(self) -> float | None:
+        return next((steps for steps, success in self.curve if success >= 0.9), None)
+
+
+def greedy_success(agent, env_args: dict, episodes: int = EVAL_EPISODES) -> float:
+    return dialog_gym.evaluate(agent, "DialogQA-Toy-v0", episodes=episodes, seed=EVAL_SEED, **env_args)["success_rate"]
+
+
+def run_sb3(env_args: dict, seed: int, budget: int, every: int, label: str) -> Result:
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.env_util import make_vec_env
+
+    from agents.sb3 import EvaluationCurve, sb3_agent
+
+    envs = make_vec_env("DialogQA-Toy-v0", n_envs=8, seed=seed, env_kwargs=env_args)
+    model = PPO("MlpPolicy", envs, seed=seed, device="cpu", verbose=0)
+    curve = EvaluationCurve("DialogQA-Toy-v0", env_args, every=every, episodes=EVAL_EPISODES, seed=EVAL_SEED)
+    model.learn(total_timesteps=budget, callback=curve)
+    seconds = curve.training_seconds
+    curve.record()
+    result = Result("SB3 PPO", label, seed, [(p["env_steps"], p["success_rate"]) for p in curve.points])
+    result.final_success = greedy_success(sb3_agent(model), env_args, 1000)
+    result.seconds, result.env_steps = seconds, model.num_timesteps
+    return result
+
+
+def run_ours(env_args: dict, seed: int, budget: int, every: int, label: str, pretrain: bool) -> Result:
+    vocab = env_args["vocab_size"]
+    config = TrainConfig.from_dict({
+        "env": "DialogQA-Toy-v0", "env_args": env_args, "seed": seed, "total_steps": budget, "num_envs": 1024,
+        "pretrain": pretrain, "ppo": {**SCRATCH_PPO, "ent_coef": 0.01 if pretrain else ENTROPY[vocab]},
+        "pretraining": {"demonstrations": 8192, "epochs": 2, "batch_size": 64},
+    })  # fmt: skip
+    result = Result("ours, pretrained" if pretrain else "ours, from scratch", label, seed)
+    with tempfile.TemporaryDirectory() as directory:
+        run = Run(config, Path(directory), progress=False)
+        start = time.perf_counter()
+        if pretrain:
+            run.run_pretraining()
+        seconds, next_eval = time.perf_counter() - start, 0
+        while run.env_steps < budget:
+            if run.env_steps >= next_eval:
+                result.curve.append((run.env_steps, greedy_success(PolicyAgent(run.policy, greedy=True), env_args)))
+                next_eval += every
+            start = time.perf_counter()
+            run.step()
+            seconds += time.perf_counter() - start
+        result.curve.append((run.env_steps, greedy_success(PolicyAgent(run.policy, greedy=True), env_args)))
+        result.final_success = greedy_success(PolicyAgent(run.policy, greedy=True), env_args, 1000)
+        result.seconds, result.env_steps = seconds, run.env_steps
+    return result
+
+
+def spread(values: list[float]) -> str:
+    if not values:
+        return "-"
+    if len(values) == 1:
+        return f"{values[0]:,.0f}" if values[0] > 10 else f"{values[0]:.3f}"
+    mean, std = statistics.mean(values), statistics.stdev(values)
+    return f"{mean:,.0f} ± {std:,.0f}" if mean > 10 else f"{mean:.3f} ± {std:.3f}"
+
+
+def table(results: list[Result]) -> str:
+    lines = ["| setting | agent | env steps to 90% success | final success | training seconds | env steps/s |",
+             "|---|---|---:|---:|---:|---:|"]  # fmt: skip
+    for setting in dict.fromkeys(r.setting for r in results):
+        for agent in dict.fromkeys(r.agent for r in results):
+            group = [r for r in results if r.setting == setting and r.agent == agent]
+            if not group:
+                continue
+            reached = [r.steps_to_90 for r in group if r.steps_to_90 is not None]
+            steps = spread(reached) + ("" if len(reached) == len(group) else f" ({len(group) - len(reached)} of {len(group)} never)")
+            lines.append(
+                f"| {setting} | {agent} | {steps} | {spread([r.final_success for r in group])} | "
+                f"{spread([r.seconds for r in group])} | {spread([r.env_steps / r.seconds for r in group])} |"
+            )
+    return "\n".join(lines)
+
+
+def ratios(results: list[Result]) -> str:
+    """Ours over SB3 per setting: env steps to 90% success and training wall time (means over seeds)."""
+    lines = ["| setting | ours (from scratch) / SB3: env steps to 90% | training seconds ratio |", "|---|---:|---:|"]
+    for setting in dict.fromkeys(r.setting for r in results):
+        def mean_of(agent, key):
+            values = [key(r) for r in results if r.setting == setting and r.agent == agent]
+            values = [v for v in values if v is not None]
+            return statistics.mean(values) if values else None
+
+        ours, sb3 = mean_of("ours, from scratch", lambda r: r.steps_to_90), mean_of("SB3 PPO", lambda r: r.steps_to_90)
+        steps = f"{ours / sb3:.2f}" if ours and sb3 else ("SB3 never reached 90%" if ours else "-")
+        time_ratio = mean_of("ours, from scratch", lambda r: r.seconds) / mean_of("SB3 PPO", lambda r: r.seconds)
+        lines.append(f"| {setting} | {steps} | {time_ratio:.2f} |")
+    return "\n".join(lines)
+
+
+def plot(results: list[Result], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    settings = list(dict.fromkeys(r.setting for r in results))
+    figure, axes = plt.subplots(1, len(settings), figsize=(4 * len(settings), 3.2), squeeze=False)
+    for axis, setting in zip(axes[0], settings):
+        for agent in dict.fromkeys(r.agent for r in results):
+            for r in [r for r in results if r.setting == setting and r.agent == agent]:
+                steps, success = zip(*r.curve)
+                axis.plot(steps, success, label=agent if r.seed == 0 else None,
+                          color={"SB3 PPO": "tab:orange", "ours, from scratch": "tab:blue"}.get(agent, "tab:green"), alpha=0.8)  # fmt: skip
+        axis.set_title(setting)
+        axis.set_xlabel("env steps")
+        axis.set_ylim(-0.02, 1.02)
+        axis.grid(alpha=0.3)
+    axes[0][0].set_ylabel("greedy success (test episodes)")
+    axes[0][0].legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def grid(quick: bool) -> list[tuple[str, dict, int, int]]:
+    """(label, env args, env-step budget, evaluation interval) of every setting."""
+    if quick:
+        return [(f"V{v} A1", {"vocab_size": v, "answer_len": 1}, 30_000, 3_000) for v in (8, 16)]
+    settings = []
+    for answer_len, budget in ((1, 100_000), (3, 300_000)):
+        for vocab in (8, 16, 32, 64):
+            settings.append((f"V{vocab} A{answer_len}", {"vocab_size": vocab, "answer_len": answer_len}, budget, budget // 30))
+    return settings
+
+
+def run(quick: bool = False, seeds: int | None = None, full_table: bool | None = None) -> str:
+    """Run the grid; returns the markdown report and writes the PNG into benchmarks/results/."""
+    seeds = seeds or (1 if quick else 2)
+    results: list[Result] = []
+    for label, env_args, budget, every in grid(quick):
+        for seed in range(seeds):
+            results.append(run_sb3(env_args, seed, budget, every, label))
+            results.append(run_ours(env_args, seed, budget, every, label, pretrain=False))
+            results.append(run_ours(env_args, seed, budget, every, label, pretrain=True))
+            print(f"done: {label} seed {seed}", flush=True)
+    RESULTS.mkdir(exist_ok=True)
+    plot(results, RESULTS / "sb3_crosscheck.png")
+    report = [table(results), "", ratios(results)]
+    if full_table if full_table is not None else not quick:
+        args = {"vocab_size": 16, "answer_len": 3, "n_questions": 0}
+        full = [run_sb3(args, 0, 1_000_000, 50_000, "V16 A3, all 169 questions"),
+                run_ours(args, 0, 1_000_000, 50_000, "V16 A3, all 169 questions", pretrain=False),
+                run_ours(args, 0, 1_000_000, 50_000, "V16 A3, all 169 questions", pretrain=True)]  # fmt: skip
+        plot(full, RESULTS / "sb3_full_table.png")
+        report += ["", table(full)]
+    return "\n".join(report)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="2 settings, 1 seed, 30k env steps each")
+    parser.add_argument("--seeds", type=int, help="seeds per setting (default: 1 quick, 2 full)")
+    args = parser.parse_args()
+    print(run(args.quick, args.seeds))
+
+
+if __name__ == "__main__":
+    main()
