@@ -98,43 +98,44 @@ def answer_steps_per_second(num_envs: int, seconds: float, **kwargs) -> float:
     return steps / (time.perf_counter() - start)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="shorter runs and only 64 envs for SyncVectorEnv")
-    parser.add_argument("--seconds", type=float, default=None, help="time per configuration (default 2, quick 0.5)")
-    args = parser.parse_args()
-    seconds = args.seconds or (0.5 if args.quick else 2.0)
-    sizes = [64, 1024]
-
+def run(quick: bool = False, seconds: float | None = None) -> str:
+    """The two tables as markdown."""
+    seconds = seconds or (0.5 if quick else 2.0)
     plain = plain_env_steps_per_second(seconds)
     rows = [("DialogQA-Toy-v0", "plain Python env (reference, not registered)", 1, plain, None)]
     for env_id in dialog_gym.ENV_IDS:
-        single = single_env_steps_per_second(env_id, seconds)
-        rows.append((env_id, "single env, Python loop", 1, single, None))
-        for n in sizes:
+        rows.append((env_id, "single env, Python loop", 1, single_env_steps_per_second(env_id, seconds), None))
+        for n in (64, 1024):
             sync = vector_env_steps_per_second(env_id, n, "sync", seconds)
             native = vector_env_steps_per_second(env_id, n, "vector_entry_point", seconds)
             rows.append((env_id, "SyncVectorEnv", n, sync, None))
             rows.append((env_id, "native vector env", n, native, native / sync))
-
-    print("| env | implementation | envs | env steps/s | native / Sync | native / plain Python |")
-    print("|---|---|---:|---:|---:|---:|")
+    lines = ["| env | implementation | envs | env steps/s | native / Sync | native / plain Python |",
+             "|---|---|---:|---:|---:|---:|"]  # fmt: skip
     for env_id, name, n, rate, ratio in rows:
         versus_plain = f"{rate / plain:.1f}x" if ratio is not None else ""
-        print(f"| {env_id} | {name} | {n} | {rate:,.0f} | {'' if ratio is None else f'{ratio:.1f}x'} | {versus_plain} |")
+        lines.append(f"| {env_id} | {name} | {n} | {rate:,.0f} | {'' if ratio is None else f'{ratio:.1f}x'} | {versus_plain} |")
 
     # What a step costs must not grow with the dialogue. Both worlds below play in the same
-    # 300-token window; the longer one costs more per *episode* (its world is generated and
+    # 300-token window; the larger one costs more per *episode* (its world is generated and
     # written once, at reset), so its answer steps are also timed with resets left out.
-    print()
-    print("| DialogQA-v0 world (window 300 tokens) | context tokens | steps/s, oracle (1024 envs) | answer steps/s, no resets |")
-    print("|---|---:|---:|---:|")
+    lines += ["", "| DialogQA-v0 world (window 300 tokens) | context tokens | steps/s, oracle (1024 envs) | answer steps/s, no resets |",
+              "|---|---:|---:|---:|"]  # fmt: skip
     for label, kwargs in [("1 person, 1 object, 4 events (default)", {}),
                           ("6 people, 6 objects, 24 events", {"n_people": 6, "n_objects": 6, "n_events": 24})]:  # fmt: skip
         context = gym.make("DialogQA-v0", **kwargs).unwrapped.task.context_len
         rate = vector_env_steps_per_second("DialogQA-v0", 1024, "vector_entry_point", seconds, max_len=300, **kwargs)
         no_reset = answer_steps_per_second(1024, seconds, max_len=300, **kwargs)
-        print(f"| {label} | {context} | {rate:,.0f} | {no_reset:,.0f} |")
+        lines.append(f"| {label} | {context} | {rate:,.0f} | {no_reset:,.0f} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="shorter timing runs")
+    parser.add_argument("--seconds", type=float, default=None, help="time per configuration (default 2, quick 0.5)")
+    args = parser.parse_args()
+    print(run(args.quick, args.seconds))
 
 
 if __name__ == "__main__":

@@ -94,35 +94,6 @@ def sb3_steps_per_second(steps: int) -> float:
     return steps / (time.perf_counter() - start)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="fewer repetitions and smaller measurements")
-    parser.add_argument("--main-job", action="store_true", help="also time the default `dialog-gym train` (minutes)")
-    args = parser.parse_args()
-    repeat = 2 if args.quick else 5
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads\n")
-
-    cached, uncached = rollout_tokens_per_second(context=64, generated=16, batch=256, repeat=repeat)
-    peak = matmul_peak_flops(repeat=repeat)
-    tokens_per_second, flop_rate, tokens = update_throughput(episodes=256 if args.quick else 512, repeat=max(1, repeat // 2))
-    print("| measurement | value | baseline in the same run | ratio |")
-    print("|---|---:|---:|---:|")
-    print(f"| rollout tokens/s, context 64, KV cache (vs re-reading the sequence) | {cached:,.0f} | {uncached:,.0f} | {cached / uncached:.1f}x |")
-    print(f"| PPO update tokens/s (fwd + bwd, {tokens:,} tokens per epoch) | {tokens_per_second:,.0f} | | |")
-    print(f"| PPO update GFLOP/s (vs float32 matmul peak of this CPU) | {flop_rate / 1e9:.1f} | {peak / 1e9:.1f} | {flop_rate / peak:.0%} |")
-
-    sb3 = sb3_steps_per_second(10_000 if args.quick else 30_000)
-    for env_id, env_args in (("DialogQA-Toy-v0", {}), ("DialogQA-v0", {})):
-        ours = training_steps_per_second(env_id, env_args, updates=2 if args.quick else 5)
-        print(f"| whole PPO training env steps/s, {env_id} (vs SB3 PPO 64x64 MLP on DialogQA-Toy-v0) | {ours:,.0f} | {sb3:,.0f} | {ours / sb3:.2f}x |")
-
-    if args.main_job:
-        with tempfile.TemporaryDirectory() as directory:
-            start = time.perf_counter()
-            subprocess.run([sys.executable, "-m", "agents.cli", "train", "--out", directory, "--quiet"], check=True)
-            print(f"| wall time of the default `dialog-gym train` | {time.perf_counter() - start:.0f} s | 600 s budget | |")
-
-
 def training_steps_per_second(env_id: str, env_args: dict, updates: int) -> float:
     """Env steps per second of our whole PPO loop (rollout + KL + GAE + update), pretraining excluded."""
     config = TrainConfig(env=env_id, env_args=env_args, pretrain=False)
@@ -133,6 +104,41 @@ def training_steps_per_second(env_id: str, env_args: dict, updates: int) -> floa
         for _ in range(updates):
             run.step()
         return (run.env_steps - first) / (time.perf_counter() - start)
+
+
+def run(quick: bool = False, main_job: bool = False) -> str:
+    """The table as markdown."""
+    repeat = 2 if quick else 5
+    cached, uncached = rollout_tokens_per_second(context=64, generated=16, batch=256, repeat=repeat)
+    peak = matmul_peak_flops(repeat=repeat)
+    tokens_per_second, flop_rate, tokens = update_throughput(episodes=256 if quick else 512, repeat=max(1, repeat // 2))
+    lines = [
+        "| measurement | value | baseline in the same run | ratio |",
+        "|---|---:|---:|---:|",
+        f"| rollout tokens/s, context 64, KV cache (vs re-reading the sequence) | {cached:,.0f} | {uncached:,.0f} | {cached / uncached:.1f}x |",
+        f"| PPO update tokens/s (fwd + bwd, {tokens:,} tokens per epoch) | {tokens_per_second:,.0f} | | |",
+        f"| PPO update GFLOP/s (vs float32 matmul peak of this CPU) | {flop_rate / 1e9:.1f} | {peak / 1e9:.1f} | {flop_rate / peak:.0%} |",
+    ]  # fmt: skip
+    sb3 = sb3_steps_per_second(10_000 if quick else 30_000)
+    for env_id in ("DialogQA-Toy-v0", "DialogQA-v0"):
+        ours = training_steps_per_second(env_id, {}, updates=2 if quick else 5)
+        lines.append(f"| whole PPO training env steps/s, {env_id} (vs SB3 PPO 64x64 MLP on DialogQA-Toy-v0) | {ours:,.0f} | {sb3:,.0f} | {ours / sb3:.2f}x |")
+    if main_job:
+        with tempfile.TemporaryDirectory() as directory:
+            start = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "agents.cli", "train", "--out", f"{directory}/run", "--quiet"], check=True,
+                           stdout=subprocess.DEVNULL)  # fmt: skip
+            lines.append(f"| wall time of the default `dialog-gym train` | {time.perf_counter() - start:.0f} s | 600 s budget | |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions and smaller measurements")
+    parser.add_argument("--main-job", action="store_true", help="also time the default `dialog-gym train` (minutes)")
+    args = parser.parse_args()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads\n")
+    print(run(args.quick, args.main_job))
 
 
 if __name__ == "__main__":
