@@ -130,6 +130,7 @@ def run(quick: bool = False, seconds: float | None = None) -> str:
     return "\n".join(lines)
 
 
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="shorter timing runs")

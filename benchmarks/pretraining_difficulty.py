@@ -78,6 +78,7 @@ def run(quick: bool = False, steps: int | None = None, every: int | None = None)
     return "\n".join(lines)
 
 
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=5000, help="gradient steps per world (batch 32)")

@@ -33,6 +33,7 @@ RESULTS = Path(__file__).parent / "results"
 # vocabulary. After pretraining it runs with the main job's defaults (KL leash to the pretrained policy).
 SCRATCH_PPO = {"learning_rate": 3e-4, "anneal_lr": False, "update_epochs": 10, "num_minibatches": 8, "vf_coef": 2.0}
 ENTROPY = {8: 0.1, 16: 0.1, 32: 0.07, 64: 0.05}
+PRETRAINING = {"demonstrations": 8192, "epochs": 2, "batch_size": 64}
 
 
 @dataclass
@@ -77,7 +78,7 @@ def run_ours(env_args: dict, seed: int, budget: int, every: int, label: str, pre
     config = TrainConfig.from_dict({
         "env": "DialogQA-Toy-v0", "env_args": env_args, "seed": seed, "total_steps": budget, "num_envs": 1024,
         "pretrain": pretrain, "ppo": {} if pretrain else {**SCRATCH_PPO, "ent_coef": ENTROPY[vocab]},
-        "pretraining": {"demonstrations": 8192, "epochs": 2, "batch_size": 64},
+        "pretraining": PRETRAINING,
     })  # fmt: skip
     result = Result("ours, pretrained" if pretrain else "ours, from scratch", label, seed)
     with tempfile.TemporaryDirectory() as directory:

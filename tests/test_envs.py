@@ -336,3 +336,14 @@ def test_vector_reset_takes_a_list_of_seeds():
     a, _ = envs.reset(seed=[4, 5, 6])
     b, _ = envs.reset(seed=4)
     assert np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("env_id", dialog_gym.ENV_IDS)
+def test_registered_reference_scores_are_what_evaluate_gives(env_id):
+    references = dialog_gym.REFERENCE_SCORES[env_id]
+    for name, agent in (("random", RandomAgent(0)), ("oracle", OracleAgent())):
+        result = evaluate(agent, env_id, episodes=1000, seed=0)
+        for key, value in references[name].items():
+            assert result[key] == pytest.approx(value, abs=5e-4), (name, key)
+    threshold = gym.spec(env_id).reward_threshold
+    assert references["random"]["mean_return"] < threshold <= references["oracle"]["mean_return"]

@@ -1,0 +1,24 @@
+"""Reference scores of every registered env, so a result can be compared without rerunning ours.
+
+``random`` and ``oracle``: ``dialog_gym.evaluate(agent, env_id, episodes=1000, seed=0)`` on the
+test split with ``RandomAgent(0)`` and ``OracleAgent()`` (the tests recompute them). ``ppo``: our
+agent after ``dialog-gym train --env ENV_ID`` with every default, as its run's final evaluation
+scored it (1000 test episodes, sampling from the policy; taking the most likely token instead
+scored 0.999 and 1.000 answer accuracy). ``REWARD_THRESHOLDS`` is the mean return
+registered as ``reward_threshold``: 95% of the oracle's.
+"""
+
+REFERENCE_SCORES: dict[str, dict[str, dict[str, float]]] = {
+    "DialogQA-v0": {
+        "random": {"mean_return": -0.879, "answer_accuracy": 0.042, "success_rate": 0.029},
+        "oracle": {"mean_return": 2.045, "answer_accuracy": 1.0, "success_rate": 1.0},
+        "ppo": {"mean_return": 1.971, "answer_accuracy": 0.992, "success_rate": 0.983},
+    },
+    "DialogQA-Toy-v0": {
+        "random": {"mean_return": 0.064, "answer_accuracy": 0.0, "success_rate": 0.0},
+        "oracle": {"mean_return": 1.0, "answer_accuracy": 1.0, "success_rate": 1.0},
+        "ppo": {"mean_return": 0.933, "answer_accuracy": 0.875, "success_rate": 0.875},
+    },
+}
+
+REWARD_THRESHOLDS = {"DialogQA-v0": 1.94, "DialogQA-Toy-v0": 0.95}

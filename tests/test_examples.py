@@ -1,0 +1,103 @@
+"""Other agents on dialog_gym: the examples run end to end, and evaluate scores every agent alike."""
+
+import sys
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+import dialog_gym
+from agents.agent import PolicyAgent
+from agents.sb3 import EvaluationCurve, sb3_agent
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "examples"))
+TINY = {"vocab_size": 8, "answer_len": 1}
+KEYS = {"episodes", "mean_return", "success_rate", "answer_accuracy", "mean_answer_tokens"}
+
+
+@pytest.mark.parametrize("algo", ["PPO", "A2C", "DQN"])
+def test_stable_baselines3_examples_run_and_are_scored(algo):
+    import sb3_toy
+
+    result = sb3_toy.main(algo, steps=2048, env_kwargs=TINY)
+    assert KEYS <= set(result) and result["episodes"] == 500 and 0.0 <= result["mean_return"] <= 1.0
+
+
+def test_maskable_ppo_uses_the_action_mask():
+    import maskable_ppo
+
+    from sb3_contrib import MaskablePPO
+    from stable_baselines3.common.env_util import make_vec_env
+
+    assert KEYS <= set(maskable_ppo.main(steps=2048, env_kwargs=TINY))
+    envs = make_vec_env("DialogQA-Toy-v0", n_envs=2, seed=0, env_kwargs=TINY)
+    model = MaskablePPO("MlpPolicy", envs, n_steps=64, seed=0, device="cpu")
+    model.learn(128)
+    masks = np.stack(envs.env_method("action_masks"))
+    assert not masks[:, 0].any() and masks[:, 1].all()  # <pad> is masked, <eos> is allowed
+    obs = np.random.default_rng(0).integers(0, 8, size=(200, 5))
+    actions, _ = model.predict(obs, deterministic=False, action_masks=np.repeat(masks[:1], 200, axis=0))
+    assert masks[0][actions].all()
+
+
+def test_reinforce_example_learns():
+    import reinforce
+
+    result = reinforce.main(steps=30_000, env_kwargs={**TINY, "n_questions": 0})
+    assert result["success_rate"] > 0.3  # random is about 1 in 6 tokens times 1 in 6 for EOS
+
+
+def play_by_hand(act_one, env_id: str, episodes_per_row: int, rows: int, seed: int, **env_kwargs) -> list[float]:
+    """Returns of single envs seeded seed + i, each playing its first episodes, acting one observation at a time."""
+    returns = []
+    for i in range(rows):
+        env = gym.make(env_id, split="test", **env_kwargs)
+        obs, info = env.reset(seed=seed + i)
+        for _ in range(episodes_per_row):
+            total, done = 0.0, False
+            while not done:
+                obs, reward, terminated, truncated, info = env.step(act_one(obs, info))
+                total += reward
+                done = terminated or truncated
+            returns.append(total)
+            obs, info = env.reset()
+    return returns
+
+
+def test_evaluate_scores_an_sb3_model_and_ours_like_a_hand_written_loop():
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.env_util import make_vec_env
+
+    model = PPO("MlpPolicy", make_vec_env("DialogQA-Toy-v0", n_envs=2, seed=0, env_kwargs=TINY), n_steps=64, seed=0,
+                device="cpu")  # fmt: skip
+    model.learn(256)
+    env = gym.make("DialogQA-Toy-v0", **TINY).unwrapped
+    from agents.policy import PolicyConfig, TransformerPolicy
+
+    torch.manual_seed(0)
+    policy = TransformerPolicy(PolicyConfig(vocab_size=env.tokenizer.vocab_size, context_len=env.kernel.max_len),
+                               torch.tensor(np.array(env.kernel.action_mask)))  # fmt: skip
+    agents = {
+        "sb3": (sb3_agent(model), lambda obs, info: int(model.predict(obs, deterministic=True)[0])),
+        "ours": (PolicyAgent(policy, greedy=True), lambda obs, info: int(PolicyAgent(policy, greedy=True)(obs[None], {})[0])),
+    }
+    for batched, single in agents.values():
+        result = dialog_gym.evaluate(batched, "DialogQA-Toy-v0", episodes=12, seed=3, num_envs=4, **TINY)
+        by_hand = play_by_hand(single, "DialogQA-Toy-v0", episodes_per_row=3, rows=4, seed=3, **TINY)
+        assert result["episodes"] == 12
+        assert result["mean_return"] == pytest.approx(np.mean(by_hand))
+
+
+def test_sb3_evaluation_curve_records_points():
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.env_util import make_vec_env
+
+    model = PPO("MlpPolicy", make_vec_env("DialogQA-Toy-v0", n_envs=2, seed=0, env_kwargs=TINY), n_steps=64, seed=0,
+                device="cpu")  # fmt: skip
+    curve = EvaluationCurve("DialogQA-Toy-v0", TINY, every=128, episodes=16)
+    model.learn(384, callback=curve)
+    steps = [p["env_steps"] for p in curve.points]
+    assert len(steps) >= 3 and steps == sorted(steps)
+    assert all(0.0 <= p["success_rate"] <= 1.0 for p in curve.points) and curve.training_seconds > 0
