@@ -135,18 +135,13 @@ METRIC_COLUMNS = [
 TIMING_COLUMNS = ("steps_per_second", "wall_seconds")
 
 
-def is_token_env(env_id: str, env_args: dict[str, Any]) -> bool:
-    return isinstance(gym.make(env_id, **env_args).unwrapped, dialog_gym.DialogEnv)
-
-
-def check_token_env(config: TrainConfig) -> None:
+def check_token_env(config: TrainConfig, task) -> None:
     """Refuse settings that would fail late: no episodes to train or test on, or noise set twice."""
     if "demo_noise" in config.env_args:
         raise ValueError(
             "set the noise of the pretraining data with pretraining.demo_noise in the config; the env argument "
             "demo_noise only sets the default of env.demonstrations()"
         )
-    task = gym.make(config.env, **config.env_args).unwrapped.task
     for split in ("train", "test"):
         if task.num_examples(split) == 0:
             raise ValueError(
@@ -161,9 +156,10 @@ class Run:
     def __init__(self, config: TrainConfig, out_dir: Path, progress: bool = True) -> None:
         self.config, self.out_dir, self.progress = config, Path(out_dir), progress
         self.device = pick_device(config.device)
-        self.token_env = is_token_env(config.env, config.env_args)
+        probe = gym.make(config.env, **config.env_args).unwrapped
+        self.token_env = isinstance(probe, dialog_gym.DialogEnv)
         if self.token_env:
-            check_token_env(config)
+            check_token_env(config, probe.task)
         torch.manual_seed(config.seed)
         if self.token_env:
             self.envs = gym.make_vec(config.env, num_envs=config.num_envs, **config.env_args)

@@ -50,7 +50,8 @@ def main(argv: list[str] | None = None) -> Path:
         ("The main job", f"python benchmarks/main_job.py{flag}",
          lambda: main_job.run(args.quick, plot_to=out / "main_job_learning_curve.png")),
         ("Our PPO against Stable-Baselines3's", f"python benchmarks/sb3_crosscheck.py{flag}",
-         lambda: sb3_crosscheck.run(args.quick) + "\n\nLearning curves: sb3_crosscheck.png"
+         lambda: sb3_crosscheck.run(args.quick, cache=None if args.quick else out / "sb3_crosscheck_runs.jsonl")
+         + "\n\nLearning curves: sb3_crosscheck.png"
          + ("" if args.quick else ", sb3_full_table.png")),
         ("How hard is DialogQA-v0", f"python benchmarks/pretraining_difficulty.py{' --steps 1000 --every 500' if args.quick else ''}",
          lambda: pretraining_difficulty.run(args.quick)),

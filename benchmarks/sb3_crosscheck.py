@@ -10,11 +10,17 @@ env steps per second. A last run pits them on the full table at vocabulary 16 (1
 
     python benchmarks/sb3_crosscheck.py --quick      # 2 settings, 1 seed, under 5 minutes
     python benchmarks/sb3_crosscheck.py              # the full grid the README reports (about an hour)
+
+The full grid keeps every finished run in ``results/sb3_crosscheck_runs.jsonl``, so an interrupted
+run picks up where it stopped; delete the file to start over.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import hashlib
+import json
 import statistics
 import tempfile
 import time
@@ -100,6 +106,36 @@ def run_ours(env_args: dict, seed: int, budget: int, every: int, label: str, pre
     return result
 
 
+class RunCache:
+    """Finished runs keyed by agent, setting, seed, budget and the agents' settings, one JSON line each."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self.runs: dict[str, dict] = {}
+        if path is not None and path.exists():
+            for line in path.read_text().splitlines():
+                if line.strip():
+                    entry = json.loads(line)
+                    self.runs[entry["key"]] = entry["result"]
+
+    @staticmethod
+    def key(agent: str, label: str, seed: int, budget: int, every: int) -> str:
+        settings = json.dumps([SCRATCH_PPO, ENTROPY, PRETRAINING, EVAL_EPISODES, EVAL_SEED], sort_keys=True)
+        return f"{agent}|{label}|{seed}|{budget}|{every}|{hashlib.sha256(settings.encode()).hexdigest()[:12]}"
+
+    def get(self, key: str, compute) -> Result:
+        if key in self.runs:
+            stored = dict(self.runs[key])
+            stored["curve"] = [tuple(point) for point in stored["curve"]]
+            return Result(**stored)
+        result = compute()
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self.path.open("a") as file:
+                file.write(json.dumps({"key": key, "result": dataclasses.asdict(result)}) + "\n")
+        return result
+
+
 def spread(values: list[float]) -> str:
     if not values:
         return "-"
@@ -178,24 +214,34 @@ def grid(quick: bool) -> list[tuple[str, dict, int, int]]:
     return settings
 
 
-def run(quick: bool = False, seeds: int | None = None, full_table: bool | None = None) -> str:
-    """Run the grid; returns the markdown report and writes the PNG into benchmarks/results/."""
+def run(quick: bool = False, seeds: int | None = None, full_table: bool | None = None, cache: Path | None = None) -> str:
+    """Run the grid; returns the markdown report and writes the PNG into benchmarks/results/.
+
+    ``cache`` (a JSON-lines file) keeps finished runs so that an interrupted grid resumes.
+    """
     seeds = seeds or (1 if quick else 2)
+    runs = RunCache(cache)
+
+    def agents(env_args: dict, seed: int, budget: int, every: int, label: str) -> list[Result]:
+        return [
+            runs.get(runs.key("sb3", label, seed, budget, every), lambda: run_sb3(env_args, seed, budget, every, label)),
+            runs.get(runs.key("scratch", label, seed, budget, every),
+                     lambda: run_ours(env_args, seed, budget, every, label, pretrain=False)),
+            runs.get(runs.key("pretrained", label, seed, budget, every),
+                     lambda: run_ours(env_args, seed, budget, every, label, pretrain=True)),
+        ]  # fmt: skip
+
     results: list[Result] = []
     for label, env_args, budget, every in grid(quick):
         for seed in range(seeds):
-            results.append(run_sb3(env_args, seed, budget, every, label))
-            results.append(run_ours(env_args, seed, budget, every, label, pretrain=False))
-            results.append(run_ours(env_args, seed, budget, every, label, pretrain=True))
+            results += agents(env_args, seed, budget, every, label)
             print(f"done: {label} seed {seed}", flush=True)
     RESULTS.mkdir(exist_ok=True)
     plot(results, RESULTS / "sb3_crosscheck.png")
     report = [table(results), "", ratios(results)]
     if full_table if full_table is not None else not quick:
         args = {"vocab_size": 16, "answer_len": 3, "n_questions": 0}
-        full = [run_sb3(args, 0, 1_000_000, 50_000, "V16 A3, all 169 questions"),
-                run_ours(args, 0, 1_000_000, 50_000, "V16 A3, all 169 questions", pretrain=False),
-                run_ours(args, 0, 1_000_000, 50_000, "V16 A3, all 169 questions", pretrain=True)]  # fmt: skip
+        full = agents(args, 0, 1_000_000, 50_000, "V16 A3, all 169 questions")
         plot(full, RESULTS / "sb3_full_table.png")
         report += ["", table(full)]
     return "\n".join(report)
@@ -205,8 +251,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="2 settings, 1 seed, 30k env steps each")
     parser.add_argument("--seeds", type=int, help="seeds per setting (default: 1 quick, 2 full)")
+    parser.add_argument("--no-cache", action="store_true", help="rerun every setting of the full grid")
     args = parser.parse_args()
-    print(run(args.quick, args.seeds))
+    cache = None if args.quick or args.no_cache else RESULTS / "sb3_crosscheck_runs.jsonl"
+    print(run(args.quick, args.seeds, cache=cache))
 
 
 if __name__ == "__main__":

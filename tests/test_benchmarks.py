@@ -25,3 +25,21 @@ def test_the_suite_writes_results_and_pngs(tmp_path, monkeypatch):
     assert "| V8 A1 | SB3 PPO |" in report and "| V8 A1 | ours, from scratch |" in report
     for png in ("sb3_crosscheck.png", "main_job_learning_curve.png"):
         assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_the_crosscheck_resumes_finished_runs_from_its_cache(tmp_path, monkeypatch):
+    from benchmarks import sb3_crosscheck
+
+    monkeypatch.setattr(sb3_crosscheck, "RESULTS", tmp_path)
+    monkeypatch.setattr(sb3_crosscheck, "grid", lambda quick: [("V8 A1", {"vocab_size": 8, "answer_len": 1}, 1024, 1024)])
+    monkeypatch.setattr(sb3_crosscheck, "PRETRAINING", {"demonstrations": 128, "epochs": 1, "batch_size": 64})
+    cache = tmp_path / "runs.jsonl"
+    first = sb3_crosscheck.run(quick=True, cache=cache)
+    assert len(cache.read_text().splitlines()) == 3
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("a cached run was computed again")
+
+    monkeypatch.setattr(sb3_crosscheck, "run_sb3", must_not_run)
+    monkeypatch.setattr(sb3_crosscheck, "run_ours", must_not_run)
+    assert sb3_crosscheck.run(quick=True, cache=cache) == first
