@@ -20,6 +20,8 @@ __version__ = "0.1.0"
 ENV_SUMMARIES = {
     "DialogQA-v0": "conversational QA over generated micro-worlds, with follow-up questions (or your JSONL data)",
     "DialogQA-Toy-v0": "a seeded question -> answer lookup over a small vocabulary; the optimum is known",
+    "Tutor-v0": "arithmetic and word problems at levels 1-5 (or a curriculum), answered digit by digit",
+    "Conversation-v0": "the next utterance of real conversations from chatterbot-corpus, in English or Chinese",
 }
 ENV_IDS = tuple(ENV_SUMMARIES)
 
@@ -34,4 +36,16 @@ register(
     entry_point="dialog_gym.envs:dialog_qa_toy",
     vector_entry_point="dialog_gym.envs:dialog_qa_toy_vector",
     reward_threshold=REWARD_THRESHOLDS["DialogQA-Toy-v0"],
+)
+register(
+    id="Tutor-v0",
+    entry_point="dialog_gym.envs:tutor",
+    vector_entry_point="dialog_gym.envs:tutor_vector",
+    reward_threshold=REWARD_THRESHOLDS["Tutor-v0"],
+)
+register(
+    id="Conversation-v0",
+    entry_point="dialog_gym.envs:conversation",
+    vector_entry_point="dialog_gym.envs:conversation_vector",
+    reward_threshold=REWARD_THRESHOLDS["Conversation-v0"],
 )

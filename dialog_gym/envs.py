@@ -10,9 +10,11 @@ from typing import Any
 
 from dialog_gym.env import DialogEnv
 from dialog_gym.tasks.base import Task
+from dialog_gym.tasks.conversation import ConversationTask
 from dialog_gym.tasks.dataset import JsonlTask
 from dialog_gym.tasks.microworld import MicroWorldTask
 from dialog_gym.tasks.toy import ToyLookupTask
+from dialog_gym.tasks.tutor import TutorTask
 from dialog_gym.tokenizers import Tokenizer
 from dialog_gym.vector import DialogVectorEnv
 
@@ -58,3 +60,27 @@ def dialog_qa_toy_vector(num_envs: int = 1, **kwargs: Any) -> DialogVectorEnv:
     """The native vector version of ``DialogQA-Toy-v0``."""
     env_args, task_args = _split_args(kwargs)
     return DialogVectorEnv(ToyLookupTask(**task_args), num_envs, **env_args)
+
+
+def tutor(**kwargs: Any) -> DialogEnv:
+    """``Tutor-v0``: arithmetic and word problems at a chosen level, character by character."""
+    env_args, task_args = _split_args(kwargs)
+    return DialogEnv(TutorTask(**task_args), **env_args)
+
+
+def tutor_vector(num_envs: int = 1, **kwargs: Any) -> DialogVectorEnv:
+    """The native vector version of ``Tutor-v0``."""
+    env_args, task_args = _split_args(kwargs)
+    return DialogVectorEnv(TutorTask(**task_args), num_envs, **env_args)
+
+
+def conversation(**kwargs: Any) -> DialogEnv:
+    """``Conversation-v0``: say the next utterance of a real conversation (English or Chinese)."""
+    env_args, task_args = _split_args(kwargs)
+    return DialogEnv(ConversationTask(**task_args), **env_args)
+
+
+def conversation_vector(num_envs: int = 1, **kwargs: Any) -> DialogVectorEnv:
+    """The native vector version of ``Conversation-v0``."""
+    env_args, task_args = _split_args(kwargs)
+    return DialogVectorEnv(ConversationTask(**task_args), num_envs, **env_args)

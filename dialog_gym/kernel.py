@@ -104,6 +104,10 @@ class DialogueKernel:
         self.ready_until = np.zeros(n, np.int64)  # stream positions below this are generated
         self.slot = np.arange(n) * self.depth  # where each row's current episode sits in ``ahead``
 
+        # A task that adapts to the agent (a curriculum) sees every finished answer's result; when
+        # it changes, the episodes generated ahead but not yet started are generated again.
+        self.observe_answers = getattr(task, "observe_answers", None)
+
         self.action_mask = np.ones(self.tokenizer.vocab_size, bool)
         for special in ("pad_id", "bos_id", "sep_id", "unk_id", "user_id", "agent_id"):
             token = getattr(self.tokenizer, special, None)
@@ -223,6 +227,8 @@ class DialogueKernel:
             correct = scores >= self.success_reward
             reward[rows] += scores
             answer_reward[rows], answer_correct[rows] = scores, correct
+            if self.observe_answers is not None and self.observe_answers(correct):
+                self.ready_until = np.minimum(self.ready_until, self.counter)
             self.answer_len[rows, turn] = self.pos[rows]
             self.answers_given[rows] += 1
             self.answers_correct[rows] += correct

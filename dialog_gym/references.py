@@ -19,6 +19,14 @@ REFERENCE_SCORES: dict[str, dict[str, dict[str, float]]] = {
         "oracle": {"mean_return": 1.0, "answer_accuracy": 1.0, "success_rate": 1.0},
         "ppo": {"mean_return": 0.933, "answer_accuracy": 0.875, "success_rate": 0.875},
     },
+    "Tutor-v0": {
+        "random": {"mean_return": 0.0048, "answer_accuracy": 0.0, "success_rate": 0.0},
+        "oracle": {"mean_return": 1.0, "answer_accuracy": 1.0, "success_rate": 1.0},
+    },
+    "Conversation-v0": {
+        "random": {"mean_return": 0.0043, "answer_accuracy": 0.0, "success_rate": 0.0},
+        "oracle": {"mean_return": 1.124, "answer_accuracy": 1.0, "success_rate": 1.0},
+    },
 }
 
-REWARD_THRESHOLDS = {"DialogQA-v0": 1.94, "DialogQA-Toy-v0": 0.95}
+REWARD_THRESHOLDS = {"DialogQA-v0": 1.94, "DialogQA-Toy-v0": 0.95, "Tutor-v0": 0.95, "Conversation-v0": 1.07}

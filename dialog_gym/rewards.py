@@ -94,6 +94,24 @@ def match_reward(batch: AnswerBatch) -> np.ndarray:
     return hits / (batch.reference_len + 1)
 
 
+def digits_reward(batch: AnswerBatch) -> np.ndarray:
+    """Partial credit for a number: tokens that match the reference aligned from the last one
+    (ones with ones, tens with tens), over the longer of the two; 1 exactly when they are equal."""
+    width = max(batch.response.shape[1], batch.reference.shape[1])
+    response = _right_aligned(batch.response, batch.response_len, width)
+    reference = _right_aligned(batch.reference, batch.reference_len, width)
+    hits = ((response == reference) & (response >= 0)).sum(axis=1)
+    return hits / np.maximum(np.maximum(batch.response_len, batch.reference_len), 1)
+
+
+def _right_aligned(tokens: np.ndarray, lengths: np.ndarray, width: int) -> np.ndarray:
+    """Each row's first ``length`` tokens moved to the end of a ``width`` row padded with -1."""
+    source = np.arange(width)[None, :] - (width - lengths[:, None])  # column of ``tokens`` read
+    valid = source >= 0
+    taken = np.take_along_axis(_pad_to(tokens, width), np.clip(source, 0, width - 1), axis=1)
+    return np.where(valid, taken, -1)
+
+
 def _pad_to(tokens: np.ndarray, width: int) -> np.ndarray:
     if tokens.shape[1] >= width:
         return tokens
@@ -105,6 +123,7 @@ REWARDS: dict[str, BatchReward] = {
     "exact": exact_reward,
     "f1": f1_reward,
     "match": match_reward,
+    "digits": digits_reward,
 }
 
 

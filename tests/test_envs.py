@@ -22,6 +22,11 @@ VARIANTS = [
     ("DialogQA-Toy-v0", {}),
     ("DialogQA-Toy-v0", {"vocab_size": 8, "answer_len": 1, "n_questions": 0, "reward": "keyword"}),
     ("DialogQA-Toy-v0", {"vocab_size": 1024, "question_len": 3, "answer_len": 2, "split": "test"}),
+    ("Tutor-v0", {}),
+    ("Tutor-v0", {"level": 5, "problems": 3, "reward": "exact"}),
+    ("Tutor-v0", {"level": 2, "curriculum": True, "split": "test"}),
+    ("Conversation-v0", {}),
+    ("Conversation-v0", {"language": "zh", "categories": ["greetings", "trivia"], "max_turns": 2}),
 ]
 
 

@@ -131,14 +131,17 @@ def _stable_split(example: Example) -> str:
     return "test" if digest % TEST_HASH_MODULUS == 0 else "train"
 
 
-class JsonlTask:
-    """Episodes read from a JSONL file; see the module docstring for the format."""
+class ExampleTask:
+    """Episodes from a list of examples (contexts with their turns), split and tokenized.
+
+    ``source`` names where the examples came from in error messages. Examples without a split
+    go to ``test`` by a stable hash of their content (one in five) unless some example has one.
+    """
 
     default_reward = "keyword"
 
-    def __init__(self, path: str | os.PathLike[str], tokenizer: str | Tokenizer = "word") -> None:
-        examples = read_jsonl(path)
-        self.path = os.fspath(path)
+    def __init__(self, examples: list[Example], tokenizer: str | Tokenizer = "word", source: str = "examples") -> None:
+        self.source = source
         texts = [FILLER] + [e.context for e in examples] + [x for e in examples for t in e.turns for x in (t.question, t.answer, *t.keywords)]
         if tokenizer == "word":
             self.tokenizer: Tokenizer = WordTokenizer.from_corpus(texts)
@@ -151,7 +154,7 @@ class JsonlTask:
         self.filler_ids = tuple(self.tokenizer.encode(FILLER))
         problems = [f"line {e.line}: {p}" for e in examples for p in self._keyword_problems(e)]
         if problems:
-            raise DatasetError(f"{self.path}: {len(problems)} malformed line(s):\n  " + "\n  ".join(problems[:20]))
+            raise DatasetError(f"{self.source}: {len(problems)} malformed line(s):\n  " + "\n  ".join(problems[:20]))
         explicit = any(e.split is not None for e in examples)
         self.examples = {split: [e for e in examples if (e.split or ("train" if explicit else _stable_split(e))) == split]
                          for split in SPLITS}  # fmt: skip
@@ -199,6 +202,14 @@ class JsonlTask:
         batch = table.take((index % np.uint64(len(table))).astype(np.int64))
         batch.index = index.copy()
         return batch
+
+
+class JsonlTask(ExampleTask):
+    """Episodes read from a JSONL file; see the module docstring for the format."""
+
+    def __init__(self, path: str | os.PathLike[str], tokenizer: str | Tokenizer = "word") -> None:
+        self.path = os.fspath(path)
+        super().__init__(read_jsonl(path), tokenizer, source=self.path)
 
 
 def _present(*ids: int | None) -> list[int]:
