@@ -30,3 +30,17 @@ class PolicyAgent:
         if self.greedy:
             return last.argmax(-1).cpu().numpy()
         return torch.multinomial(torch.softmax(last, -1), 1, generator=self.generator).squeeze(1).cpu().numpy()
+
+
+def log_prob_function(policy: TransformerPolicy, device: str | torch.device = "cpu"):
+    """``observations (N, L) -> log-probabilities of the next token (N, V)`` as numpy, for the
+    shaping wrappers of ``dialog_gym.wrappers`` (e.g. a frozen pretrained policy as the KL reference)."""
+    device = torch.device(device)
+
+    @torch.no_grad()
+    def log_probs(observations: np.ndarray) -> np.ndarray:
+        policy.eval()
+        logits, _ = policy(torch.as_tensor(np.asarray(observations), device=device))
+        return torch.log_softmax(logits[:, -1].float(), -1).cpu().numpy()
+
+    return log_probs
