@@ -1,4 +1,4 @@
-"""The ``dialog-gym`` command line: train, evaluate, chat, plot and list the environments."""
+"""The ``dialog-gym`` command line: train, evaluate, chat, plot, reward models and the list of environments."""
 
 from __future__ import annotations
 
@@ -194,6 +194,26 @@ def cmd_plot(args: argparse.Namespace) -> None:
 # -- parser -------------------------------------------------------------------------------------
 
 
+def cmd_reward_model(args: argparse.Namespace) -> None:
+    from agents.reward_model import RewardModelConfig, preference_accuracy, save_reward_model, train_reward_model
+    from dialog_gym.demonstrations import read_preferences, task_preferences
+
+    out = Path(args.out)
+    if out.exists():
+        raise ValueError(f"{out} already exists; pick a new --out directory so no saved model is overwritten")
+    kernel = gym.make(args.env, **parse_env_args(args.env_arg)).unwrapped.kernel
+    if args.preferences:
+        pairs, held_out = read_preferences(args.preferences, kernel.tokenizer).split(0.1)
+    else:
+        pairs = task_preferences(kernel, args.pairs, seed=args.seed)
+        held_out = task_preferences(kernel, max(args.pairs // 10, 1), seed=args.seed + 1, split="test")
+    print(f"{len(pairs)} training pairs, {len(held_out)} held-out pairs")
+    model = train_reward_model(pairs, kernel.max_len, RewardModelConfig(epochs=args.epochs, seed=args.seed), progress=True)
+    save_reward_model(model, out)
+    print(f"held-out preference accuracy: {preference_accuracy(model, held_out):.3f}")
+    print(f"saved to {out}; use it as an env's reward with --env-arg reward=model:{out}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dialog-gym",
@@ -245,6 +265,21 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("run_dir", help="a training run directory")
     plot.add_argument("--output", help="PNG path (default: RUN_DIR/learning_curve.png)")
     plot.set_defaults(run=cmd_plot)
+
+    reward = commands.add_parser(
+        "reward-model", help="train a reward model on preference pairs; any env then takes reward=model:DIR",
+        description="Train a Bradley-Terry reward model (the policy's Transformer with a scalar head) on pairs "
+                    "from the env's task (reference answer vs. a corrupted one) or from a JSONL file of "
+                    '{"context", "question"?, "chosen", "rejected"} lines, and report its held-out accuracy.',
+    )  # fmt: skip
+    reward.add_argument("--env", default="DialogQA-v0", help="env id whose task and vocabulary it learns (default: DialogQA-v0)")
+    reward.add_argument("--out", required=True, help="directory to create for the model")
+    reward.add_argument("--pairs", type=int, default=8000, help="pairs drawn from the task (default: 8000)")
+    reward.add_argument("--preferences", help="JSONL file of preference pairs instead of the task's")
+    reward.add_argument("--epochs", type=int, default=4, help="passes over the pairs (default: 4)")
+    reward.add_argument("--seed", type=int, default=0, help="seed of the pairs and the model (default: 0)")
+    reward.add_argument("--env-arg", action="append", default=[], metavar="KEY=VALUE", help="env constructor argument, repeatable")
+    reward.set_defaults(run=cmd_reward_model)
 
     envs = commands.add_parser("envs", help="list the registered environments and show an episode")
     envs.set_defaults(run=cmd_envs)

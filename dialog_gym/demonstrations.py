@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from dialog_gym.episodes import concat_ragged
+from dialog_gym.episodes import concat_ragged, pad_sequences
 from dialog_gym.random_streams import episode_index, uniform
 from dialog_gym.rewards import AnswerBatch
 from dialog_gym.tokenizers import Tokenizer
@@ -111,7 +111,7 @@ def make_demonstrations(kernel: DialogueKernel, n: int, *, seed: int = 0, noise:
             reference=episodes.references[:, t], reference_len=episodes.reference_len[:, t],
             keywords=episodes.keywords[:, t], keyword_len=episodes.keyword_len[:, t],
         )  # fmt: skip
-        scores[:, t] = kernel.reward_fn(batch)
+        scores[:, t] = (kernel.reward_fn if kernel.correct_fn is None else kernel.correct_fn)(batch)
     correct = (scores >= kernel.success_reward) & live
 
     # Interleave user segments and answers (each answer closed by EOS); unused turns are empty.
@@ -131,3 +131,101 @@ def make_demonstrations(kernel: DialogueKernel, n: int, *, seed: int = 0, noise:
         ids=ids, lengths=lengths, answer_mask=marks.astype(bool), correct=correct,
         n_turns=episodes.n_turns.copy(), index=index, tokenizer=tokenizer,
     )  # fmt: skip
+
+
+@dataclass
+class Preferences:
+    """Preference pairs for a reward model: the same dialogue ending in a better and a worse answer.
+
+    Both sides are right-padded token ids of the dialogue up to and including one answer and its
+    EOS, the way the env's observation reads when that answer ends.
+    """
+
+    chosen: np.ndarray  # (n, S)
+    chosen_len: np.ndarray  # (n,)
+    rejected: np.ndarray  # (n, S)
+    rejected_len: np.ndarray  # (n,)
+    tokenizer: Tokenizer
+
+    def __len__(self) -> int:
+        return len(self.chosen_len)
+
+    def split(self, fraction: float) -> tuple[Preferences, Preferences]:
+        """The first ``1 - fraction`` of the pairs and the rest (e.g. for a held-out accuracy)."""
+        cut = int(round(len(self) * (1 - fraction)))
+        part = lambda rows: Preferences(self.chosen[rows], self.chosen_len[rows], self.rejected[rows],  # noqa: E731
+                                        self.rejected_len[rows], self.tokenizer)  # fmt: skip
+        return part(slice(0, cut)), part(slice(cut, None))
+
+
+def _answer_spans(mask: np.ndarray) -> list[tuple[int, int]]:
+    """(start, end) of each run of answer tokens in one demonstration's mask."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], mask.astype(np.int8), [0]])))
+    return list(zip(edges[::2].tolist(), edges[1::2].tolist()))
+
+
+def task_preferences(kernel: DialogueKernel, n: int, *, seed: int = 0, split: str = "train") -> Preferences:
+    """Up to ``n`` pairs from the task: at one turn of a dialogue, the reference answer (chosen)
+    against a corrupted one that the env's reward scores lower (rejected); earlier turns hold
+    the reference answers. Pairs whose corruption scores as well as the reference are dropped."""
+    clean = make_demonstrations(kernel, n, seed=seed, noise=0.0, split=split)
+    corrupted = make_demonstrations(kernel, n, seed=seed, noise=1.0, split=split)
+    pick = uniform(clean.index, 1, 1)[:, 0]
+    chosen, rejected = [], []
+    for i in range(n):
+        worse = np.flatnonzero(clean.correct[i] & ~corrupted.correct[i])
+        if not len(worse):
+            continue
+        turn = int(worse[min(int(pick[i] * len(worse)), len(worse) - 1)])
+        start, end = _answer_spans(clean.answer_mask[i, : clean.lengths[i]])[turn]
+        bad_start, bad_end = _answer_spans(corrupted.answer_mask[i, : corrupted.lengths[i]])[turn]
+        chosen.append(clean.ids[i, :end])
+        rejected.append(np.concatenate([clean.ids[i, :start], corrupted.ids[i, bad_start:bad_end]]))
+    return _preferences(chosen, rejected, kernel.tokenizer)
+
+
+def _preferences(chosen: list, rejected: list, tokenizer: Tokenizer) -> Preferences:
+    width = max([len(x) for x in chosen + rejected] + [1])
+    pad = lambda rows: pad_sequences(rows, width, tokenizer.pad_id)  # noqa: E731
+    (chosen_ids, chosen_len), (rejected_ids, rejected_len) = pad(chosen), pad(rejected)
+    return Preferences(chosen_ids, chosen_len, rejected_ids, rejected_len, tokenizer)
+
+
+def read_preferences(path: str, tokenizer: Tokenizer) -> Preferences:
+    """Pairs from a JSONL file of ``{"context", "question"?, "chosen", "rejected"}`` lines, encoded the way
+    a dataset env shows a dialogue; every malformed line is reported with its number."""
+    import json
+    import os
+
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"preference file {path!r} does not exist; pass the path of a JSONL file")
+    chosen, rejected, problems = [], [], []
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as error:
+                problems.append(f"line {number}: not valid JSON ({error.msg} at column {error.colno})")
+                continue
+            if not isinstance(record, dict):
+                problems.append(f"line {number}: expected a JSON object, got {type(record).__name__}")
+                continue
+            fields = ("context", "chosen", "rejected") + (("question",) if "question" in record else ())
+            bad = [f for f in fields if not isinstance(record.get(f), str) or not record[f].strip()]
+            if bad:
+                problems.append(f"line {number}: field {bad[0]!r} must be a non-empty string, got {record.get(bad[0])!r}")
+                continue
+            prompt = [tokenizer.bos_id, *tokenizer.encode(record["context"])]
+            if "question" in record:
+                prompt += [tokenizer.sep_id, tokenizer.user_id, *tokenizer.encode(record["question"])]
+            prompt = [i for i in prompt + [tokenizer.agent_id] if i is not None]
+            chosen.append(prompt + tokenizer.encode(record["chosen"]) + [tokenizer.eos_id])
+            rejected.append(prompt + tokenizer.encode(record["rejected"]) + [tokenizer.eos_id])
+    if problems:
+        shown = problems[:20] + ([f"... and {len(problems) - 20} more"] if len(problems) > 20 else [])
+        raise ValueError(f"{path}: {len(problems)} malformed line(s):\n  " + "\n  ".join(shown))
+    if not chosen:
+        raise ValueError(f"{path}: the file holds no pairs; expected one JSON object per line")
+    return _preferences(chosen, rejected, tokenizer)

@@ -15,7 +15,7 @@ import numpy as np
 
 from dialog_gym.episodes import Episodes
 from dialog_gym.random_streams import episode_index
-from dialog_gym.rewards import AnswerBatch, BatchReward, TextReward, resolve_reward
+from dialog_gym.rewards import MODEL_PREFIX, AnswerBatch, BatchReward, TextReward, resolve_reward
 from dialog_gym.tasks.base import Task, check_split
 
 
@@ -59,6 +59,10 @@ class DialogueKernel:
         self.tokenizer = task.tokenizer
         self.reward_name = reward if isinstance(reward, str) else (task.default_reward if reward is None else "custom")
         self.reward_fn: BatchReward = resolve_reward(task.default_reward if reward is None else reward, task.tokenizer)
+        # A learned reward says nothing about correctness: answers are then judged by the task's own
+        # metric, so the true accuracy is reported next to the learned reward.
+        learned = isinstance(reward, str) and reward.startswith(MODEL_PREFIX)
+        self.correct_fn: BatchReward | None = resolve_reward(task.default_reward, task.tokenizer) if learned else None
         self.shaping = float(shaping)
         self.success_reward = float(success_reward)
         limits = task.limits
@@ -223,8 +227,7 @@ class DialogueKernel:
             rows = np.flatnonzero(answer_done)
             turn, row_ended = self.turn[rows], ended[rows]
             lengths = self.pos[rows] - row_ended
-            scores = self._score(rows, turn, lengths, row_ended)
-            correct = scores >= self.success_reward
+            scores, correct = self._score(rows, turn, lengths, row_ended)
             reward[rows] += scores
             answer_reward[rows], answer_correct[rows] = scores, correct
             if self.observe_answers is not None and self.observe_answers(correct):
@@ -246,7 +249,8 @@ class DialogueKernel:
             self.reset_rows(np.flatnonzero(resetting))
         return StepOutcome(reward, terminated, at_limit, resetting, answer_done, answer_reward, answer_correct)
 
-    def _score(self, rows: np.ndarray, turn: np.ndarray, lengths: np.ndarray, ended: np.ndarray) -> np.ndarray:
+    def _score(self, rows: np.ndarray, turn: np.ndarray, lengths: np.ndarray, ended: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The reward of each finished answer and whether it is correct."""
         ahead, slot = self.ahead, self.slot[rows]
         batch = AnswerBatch(
             response=self.answers[rows, turn],
@@ -256,8 +260,11 @@ class DialogueKernel:
             reference_len=ahead.reference_len[slot, turn],
             keywords=ahead.keywords[slot, turn],
             keyword_len=ahead.keyword_len[slot, turn],
+            dialogue=self.obs[rows],
         )
-        return np.asarray(self.reward_fn(batch), dtype=np.float64)
+        scores = np.asarray(self.reward_fn(batch), dtype=np.float64)
+        judge = scores if self.correct_fn is None else np.asarray(self.correct_fn(batch), dtype=np.float64)
+        return scores, judge >= self.success_reward
 
     # -- what the envs report -------------------------------------------------------------------
 

@@ -29,6 +29,7 @@ class AnswerBatch:
     reference_len: np.ndarray  # (B,)
     keywords: np.ndarray  # (B, K, W)
     keyword_len: np.ndarray  # (B, K); 0 marks an unused slot
+    dialogue: np.ndarray | None = None  # (B, L) the env's observation as the answer ends (for learned rewards)
 
 
 BatchReward = Callable[[AnswerBatch], np.ndarray]
@@ -149,11 +150,21 @@ def text_reward(fn: TextReward, tokenizer: Tokenizer) -> BatchReward:
     return score
 
 
+MODEL_PREFIX = "model:"
+
+
 def resolve_reward(reward: str | TextReward, tokenizer: Tokenizer) -> BatchReward:
-    """The batch reward for a name in ``REWARDS`` or a user's text reward function."""
+    """The batch reward for a name in ``REWARDS``, ``"model:PATH"`` (a saved reward model, which
+    needs torch and ``agents``) or a user's text reward function."""
+    if isinstance(reward, str) and reward.startswith(MODEL_PREFIX):
+        try:
+            from agents.reward_model import ModelReward
+        except ImportError as error:
+            raise ImportError(f"reward={reward!r} needs torch and the agents package ({error})") from None
+        return ModelReward(reward[len(MODEL_PREFIX) :], tokenizer.vocab_size)
     if isinstance(reward, str):
         if reward not in REWARDS:
-            raise ValueError(f"unknown reward {reward!r}; expected one of {sorted(REWARDS)} or a function")
+            raise ValueError(f"unknown reward {reward!r}; expected one of {sorted(REWARDS)}, 'model:PATH' or a function")
         return REWARDS[reward]
     if callable(reward):
         return text_reward(reward, tokenizer)

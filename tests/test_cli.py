@@ -14,6 +14,7 @@ COMMANDS = {
     "chat": ["run_dir", "--episode"],
     "plot": ["run_dir", "--output"],
     "envs": [],
+    "reward-model": ["--env", "--out", "--pairs", "--preferences", "--epochs"],
 }
 
 
