@@ -138,6 +138,8 @@ def load_reward_model(directory: str | Path) -> RewardModel:
 class ModelReward:
     """A saved reward model as an env reward: scores the observation window at each answer's end."""
 
+    needs_dialogue = True  # the env passes its observation window in ``AnswerBatch.dialogue``
+
     def __init__(self, path: str | Path, vocab_size: int) -> None:
         self.path = str(path)
         self.model = load_reward_model(path)

@@ -63,6 +63,7 @@ class DialogueKernel:
         # metric, so the true accuracy is reported next to the learned reward.
         learned = isinstance(reward, str) and reward.startswith(MODEL_PREFIX)
         self.correct_fn: BatchReward | None = resolve_reward(task.default_reward, task.tokenizer) if learned else None
+        self.reward_reads_dialogue = bool(getattr(self.reward_fn, "needs_dialogue", False))
         self.shaping = float(shaping)
         self.success_reward = float(success_reward)
         limits = task.limits
@@ -260,7 +261,7 @@ class DialogueKernel:
             reference_len=ahead.reference_len[slot, turn],
             keywords=ahead.keywords[slot, turn],
             keyword_len=ahead.keyword_len[slot, turn],
-            dialogue=self.obs[rows],
+            dialogue=self.obs[rows] if self.reward_reads_dialogue else None,
         )
         scores = np.asarray(self.reward_fn(batch), dtype=np.float64)
         judge = scores if self.correct_fn is None else np.asarray(self.correct_fn(batch), dtype=np.float64)
