@@ -22,7 +22,7 @@ import numpy
 import stable_baselines3
 import torch
 
-from benchmarks import env_throughput, main_job, ppo_throughput, pretraining_difficulty, sb3_crosscheck
+from benchmarks import env_throughput, learned_reward, main_job, ppo_throughput, pretraining_difficulty, sb3_crosscheck
 
 
 def machine() -> str:
@@ -53,6 +53,7 @@ def main(argv: list[str] | None = None) -> Path:
          lambda: sb3_crosscheck.run(args.quick, cache=None if args.quick else out / "sb3_crosscheck_runs.jsonl")
          + "\n\nLearning curves: sb3_crosscheck.png"
          + ("" if args.quick else ", sb3_full_table.png")),
+        ("PPO against a learned reward model", f"python benchmarks/learned_reward.py{flag}", lambda: learned_reward.run(args.quick)),
         ("How hard is DialogQA-v0", f"python benchmarks/pretraining_difficulty.py{' --steps 1000 --every 500' if args.quick else ''}",
          lambda: pretraining_difficulty.run(args.quick)),
     ]  # fmt: skip

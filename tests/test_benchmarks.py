@@ -8,7 +8,7 @@ sys.path.insert(0, str(Path(__file__).parents[1]))
 
 def test_the_suite_writes_results_and_pngs(tmp_path, monkeypatch):
     from benchmarks import __main__ as suite
-    from benchmarks import env_throughput, main_job, pretraining_difficulty, sb3_crosscheck
+    from benchmarks import env_throughput, learned_reward, main_job, pretraining_difficulty, sb3_crosscheck
 
     # The same code paths as --quick, on grids small enough for the test suite.
     monkeypatch.setattr(sb3_crosscheck, "grid", lambda quick: [("V8 A1", {"vocab_size": 8, "answer_len": 1}, 2048, 2048)])
@@ -18,8 +18,10 @@ def test_the_suite_writes_results_and_pngs(tmp_path, monkeypatch):
     monkeypatch.setattr(pretraining_difficulty, "run", lambda quick: difficulty(steps=40, every=20))
     monkeypatch.setattr(env_throughput, "run", lambda quick: throughput(quick=True, seconds=0.05))
     monkeypatch.setattr(main_job, "QUICK_CONFIG", main_job.QUICK_CONFIG.replace("20000", "1000").replace("4000", "500"))
+    small = {"pairs": "200", "epochs": "1", "config": main_job.QUICK_CONFIG.replace("20000", "1000").replace("4000", "500")}
+    monkeypatch.setattr(learned_reward, "QUICK", small)
     report = suite.main(["--quick", "--out", str(tmp_path)]).read_text()
-    for title in ("Env throughput", "PPO throughput", "The main job", "Stable-Baselines3", "How hard is DialogQA-v0"):
+    for title in ("Env throughput", "PPO throughput", "The main job", "Stable-Baselines3", "learned reward", "How hard is DialogQA-v0"):
         assert f"## {title}" in report or title in report
     assert "Machine:" in report
     assert "| V8 A1 | SB3 PPO |" in report and "| V8 A1 | ours, from scratch |" in report
