@@ -23,8 +23,8 @@ class DialogEnv(gym.Env):
     The observation is the dialogue so far: context, the user's questions and the agent's own
     answers, as token ids. Each step the agent emits one token; EOS ends its answer. The next
     question is then appended, and after the last answer the episode ends. Which task supplies
-    the episodes (generated micro-worlds, a toy lookup table, a user's JSONL file) is set by the
-    registered id; see ``dialog_gym.tasks``.
+    the episodes is set by the registered id (generated micro-worlds, a toy lookup table, arithmetic tutoring, real
+    conversations, a user's JSONL file); see ``dialog_gym.tasks``.
 
     ## Action Space
     ``Discrete(V)``: a token id of the task's tokenizer (V = ``tokenizer.vocab_size``). Special
@@ -40,8 +40,10 @@ class DialogEnv(gym.Env):
     Sparse by default: when an answer ends (EOS or the token limit) it is scored against the
     reference by ``reward``: ``"keyword"`` (+1 if it contains the reference keyword, else -1),
     ``"exact"`` (1 or 0), ``"f1"`` (token F1), ``"match"`` (fraction of reference positions right,
-    EOS included), or a function ``fn(response, reference, keywords) -> float`` of text. An answer
-    is *correct* when its reward is at least ``success_reward``. With ``shaping=c`` every answer
+    EOS included), ``"digits"`` (digits right, aligned from the last), ``"model:DIR"`` (a learned
+    reward model) or a function ``fn(response, reference, keywords) -> float`` of text. An answer
+    is *correct* when its reward is at least ``success_reward`` (for a learned reward: when the
+    task's own reward is). With ``shaping=c`` every answer
     token also earns ``+c/(n+1)`` if it is the reference's token at that position (EOS after the
     n reference tokens) and ``-c/(n+1)`` otherwise.
 

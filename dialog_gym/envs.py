@@ -63,7 +63,24 @@ def dialog_qa_toy_vector(num_envs: int = 1, **kwargs: Any) -> DialogVectorEnv:
 
 
 def tutor(**kwargs: Any) -> DialogEnv:
-    """``Tutor-v0``: arithmetic and word problems at a chosen level, character by character."""
+    """``Tutor-v0``: arithmetic and word problems at a chosen level, character by character.
+
+    ## Description
+    A tutoring session of ``problems`` problems ("<user>27+45=<agent>"); the agent writes the
+    answer's digits and EOS. Levels 1-5: one-digit sums; two-digit sums and differences; times
+    tables; three-digit sums and differences and two-digit times one-digit; word problems.
+    Test problems (by operation and operands) never occur in training.
+
+    ## Rewards
+    ``"digits"`` by default: digits right, aligned from the last, over the longer of answer and
+    reference (1 exactly when the answer is right); ``reward="exact"`` for all or nothing.
+
+    ## Arguments
+    ``level=1``, ``problems=1``, ``curriculum=False`` (raise the level by one whenever
+    ``curriculum_threshold=0.9`` of the last ``curriculum_window=256`` answers were right, up to
+    ``max_level=5``), plus the common env arguments (``split``, ``reward``, ``max_len``, ...).
+    Spaces, episode end and info are ``DialogEnv``'s.
+    """
     env_args, task_args = _split_args(kwargs)
     return DialogEnv(TutorTask(**task_args), **env_args)
 
@@ -75,7 +92,22 @@ def tutor_vector(num_envs: int = 1, **kwargs: Any) -> DialogVectorEnv:
 
 
 def conversation(**kwargs: Any) -> DialogEnv:
-    """``Conversation-v0``: say the next utterance of a real conversation (English or Chinese)."""
+    """``Conversation-v0``: say the next utterance of a real conversation (English or Chinese).
+
+    ## Description
+    Conversations from chatterbot-corpus (BSD-3-Clause): the context names the category (and
+    any earlier utterance), the user speaks, the agent must say the corpus's next utterance;
+    up to ``max_turns`` agent turns per episode. Whole conversations are split train/test.
+
+    ## Rewards
+    ``"f1"`` by default (token F1 with the reference utterance); ``"keyword"``, ``"exact"`` or
+    ``"model:DIR"`` (a learned reward model) on request.
+
+    ## Arguments
+    ``language="en"`` (word-level) or ``"zh"`` (character-level), ``categories`` (file names of
+    the corpus, default all), ``max_turns=4``, ``max_utterance_tokens`` (24 words / 40
+    characters), plus the common env arguments. Spaces, episode end and info are ``DialogEnv``'s.
+    """
     env_args, task_args = _split_args(kwargs)
     return DialogEnv(ConversationTask(**task_args), **env_args)
 
