@@ -22,9 +22,9 @@ class DialogEnv(gym.Env):
     ## Description
     The observation is the dialogue so far: context, the user's questions and the agent's own
     answers, as token ids. Each step the agent emits one token; EOS ends its answer. The next
-    question is then appended, and after the last answer the episode ends. Which task supplies
-    the episodes is set by the registered id (generated micro-worlds, a toy lookup table, arithmetic tutoring, real
-    conversations, a user's JSONL file); see ``dialog_gym.tasks``.
+    question is then appended, and after the last answer the episode ends. The registered id
+    sets which task supplies the episodes (generated micro-worlds, a toy lookup table,
+    arithmetic tutoring, real conversations, a user's JSONL file); see ``dialog_gym.tasks``.
 
     ## Action Space
     ``Discrete(V)``: a token id of the task's tokenizer (V = ``tokenizer.vocab_size``). Special
