@@ -25,27 +25,13 @@ ENV_SUMMARIES = {
 }
 ENV_IDS = tuple(ENV_SUMMARIES)
 
-register(
-    id="DialogQA-v0",
-    entry_point="dialog_gym.envs:dialog_qa",
-    vector_entry_point="dialog_gym.envs:dialog_qa_vector",
-    reward_threshold=REWARD_THRESHOLDS["DialogQA-v0"],
-)
-register(
-    id="DialogQA-Toy-v0",
-    entry_point="dialog_gym.envs:dialog_qa_toy",
-    vector_entry_point="dialog_gym.envs:dialog_qa_toy_vector",
-    reward_threshold=REWARD_THRESHOLDS["DialogQA-Toy-v0"],
-)
-register(
-    id="Tutor-v0",
-    entry_point="dialog_gym.envs:tutor",
-    vector_entry_point="dialog_gym.envs:tutor_vector",
-    reward_threshold=REWARD_THRESHOLDS["Tutor-v0"],
-)
-register(
-    id="Conversation-v0",
-    entry_point="dialog_gym.envs:conversation",
-    vector_entry_point="dialog_gym.envs:conversation_vector",
-    reward_threshold=REWARD_THRESHOLDS["Conversation-v0"],
-)
+ENTRY_POINTS = {"DialogQA-v0": "dialog_qa", "DialogQA-Toy-v0": "dialog_qa_toy", "Tutor-v0": "tutor",
+                "Conversation-v0": "conversation"}  # fmt: skip
+
+for _env_id, _function in ENTRY_POINTS.items():
+    register(
+        id=_env_id,
+        entry_point=f"dialog_gym.envs:{_function}",
+        vector_entry_point=f"dialog_gym.envs:{_function}_vector",
+        reward_threshold=REWARD_THRESHOLDS[_env_id],
+    )

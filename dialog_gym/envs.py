@@ -6,7 +6,7 @@ env (``ENV_ARGS``: split, reward, ...); ``gym.make`` and ``gym.make_vec`` pass t
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from dialog_gym.env import DialogEnv
 from dialog_gym.tasks.base import Task
@@ -38,28 +38,34 @@ def _split_args(kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]
     return env_args, kwargs
 
 
+def _env(make_task: Callable[..., Task], kwargs: dict[str, Any]) -> DialogEnv:
+    env_args, task_args = _split_args(kwargs)
+    return DialogEnv(make_task(**task_args), **env_args)
+
+
+def _vector_env(make_task: Callable[..., Task], num_envs: int, kwargs: dict[str, Any]) -> DialogVectorEnv:
+    env_args, task_args = _split_args(kwargs)
+    return DialogVectorEnv(make_task(**task_args), num_envs, **env_args)
+
+
 def dialog_qa(**kwargs: Any) -> DialogEnv:
     """``DialogQA-v0``: conversational QA over generated micro-worlds (or a JSONL dataset)."""
-    env_args, task_args = _split_args(kwargs)
-    return DialogEnv(dialog_qa_task(**task_args), **env_args)
+    return _env(dialog_qa_task, kwargs)
 
 
 def dialog_qa_vector(num_envs: int = 1, **kwargs: Any) -> DialogVectorEnv:
     """The native vector version of ``DialogQA-v0``."""
-    env_args, task_args = _split_args(kwargs)
-    return DialogVectorEnv(dialog_qa_task(**task_args), num_envs, **env_args)
+    return _vector_env(dialog_qa_task, num_envs, kwargs)
 
 
 def dialog_qa_toy(**kwargs: Any) -> DialogEnv:
     """``DialogQA-Toy-v0``: a seeded question -> answer lookup over a small vocabulary."""
-    env_args, task_args = _split_args(kwargs)
-    return DialogEnv(ToyLookupTask(**task_args), **env_args)
+    return _env(ToyLookupTask, kwargs)
 
 
 def dialog_qa_toy_vector(num_envs: int = 1, **kwargs: Any) -> DialogVectorEnv:
     """The native vector version of ``DialogQA-Toy-v0``."""
-    env_args, task_args = _split_args(kwargs)
-    return DialogVectorEnv(ToyLookupTask(**task_args), num_envs, **env_args)
+    return _vector_env(ToyLookupTask, num_envs, kwargs)
 
 
 def tutor(**kwargs: Any) -> DialogEnv:
@@ -81,14 +87,12 @@ def tutor(**kwargs: Any) -> DialogEnv:
     ``max_level=5``), plus the common env arguments (``split``, ``reward``, ``max_len``, ...).
     Spaces, episode end and info are ``DialogEnv``'s.
     """
-    env_args, task_args = _split_args(kwargs)
-    return DialogEnv(TutorTask(**task_args), **env_args)
+    return _env(TutorTask, kwargs)
 
 
 def tutor_vector(num_envs: int = 1, **kwargs: Any) -> DialogVectorEnv:
     """The native vector version of ``Tutor-v0``."""
-    env_args, task_args = _split_args(kwargs)
-    return DialogVectorEnv(TutorTask(**task_args), num_envs, **env_args)
+    return _vector_env(TutorTask, num_envs, kwargs)
 
 
 def conversation(**kwargs: Any) -> DialogEnv:
@@ -108,11 +112,9 @@ def conversation(**kwargs: Any) -> DialogEnv:
     the corpus, default all), ``max_turns=4``, ``max_utterance_tokens`` (24 words / 40
     characters), plus the common env arguments. Spaces, episode end and info are ``DialogEnv``'s.
     """
-    env_args, task_args = _split_args(kwargs)
-    return DialogEnv(ConversationTask(**task_args), **env_args)
+    return _env(ConversationTask, kwargs)
 
 
 def conversation_vector(num_envs: int = 1, **kwargs: Any) -> DialogVectorEnv:
     """The native vector version of ``Conversation-v0``."""
-    env_args, task_args = _split_args(kwargs)
-    return DialogVectorEnv(ConversationTask(**task_args), num_envs, **env_args)
+    return _vector_env(ConversationTask, num_envs, kwargs)
