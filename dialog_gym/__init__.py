@@ -22,11 +22,12 @@ ENV_SUMMARIES = {
     "DialogQA-Toy-v0": "a seeded question -> answer lookup over a small vocabulary; the optimum is known",
     "Tutor-v0": "arithmetic and word problems at levels 1-5 (or a curriculum), answered digit by digit",
     "Conversation-v0": "the next utterance of real conversations from chatterbot-corpus, in English or Chinese",
+    "TwentyQuestions-v0": "find the hidden animal with yes/no questions answered by the env, then guess",
 }
 ENV_IDS = tuple(ENV_SUMMARIES)
 
 ENTRY_POINTS = {"DialogQA-v0": "dialog_qa", "DialogQA-Toy-v0": "dialog_qa_toy", "Tutor-v0": "tutor",
-                "Conversation-v0": "conversation"}  # fmt: skip
+                "Conversation-v0": "conversation", "TwentyQuestions-v0": "twenty_questions"}  # fmt: skip
 
 for _env_id, _function in ENTRY_POINTS.items():
     register(

@@ -153,7 +153,7 @@ class DialogEnv(gym.Env):
         if outcome is not None and kernel.done[0]:
             info["dialogue"] = {key: value[0].item() for key, value in kernel.episode_stats(np.array([0])).items()}
             if outcome.truncated[0]:
-                info["truncated_by"] = "max_answer_tokens"
+                info["truncated_by"] = "max_turns" if outcome.out_of_turns[0] else "max_answer_tokens"
         return info
 
     def action_masks(self) -> np.ndarray:

@@ -15,6 +15,7 @@ from dialog_gym.tasks.dataset import JsonlTask
 from dialog_gym.tasks.microworld import MicroWorldTask
 from dialog_gym.tasks.toy import ToyLookupTask
 from dialog_gym.tasks.tutor import TutorTask
+from dialog_gym.tasks.twenty_questions import TwentyQuestionsTask
 from dialog_gym.tokenizers import Tokenizer
 from dialog_gym.vector import DialogVectorEnv
 
@@ -118,3 +119,33 @@ def conversation(**kwargs: Any) -> DialogEnv:
 def conversation_vector(num_envs: int = 1, **kwargs: Any) -> DialogVectorEnv:
     """The native vector version of ``Conversation-v0``."""
     return _vector_env(ConversationTask, num_envs, kwargs)
+
+
+def twenty_questions(**kwargs: Any) -> DialogEnv:
+    """``TwentyQuestions-v0``: find the hidden animal with yes/no questions, then guess.
+
+    ## Description
+    The context lists ``n_candidates`` animals; one is hidden. The agent asks "is it ATTRIBUTE ?"
+    (furry, feathered, scaly, aquatic, flying, large, domestic, carnivorous, striped, nocturnal,
+    fast) and the env answers "yes ." or "no ." from its knowledge table; "guess NAME" ends the
+    game. Anything else gets "what ?". Test games use sets of animals never shown in training.
+
+    ## Rewards
+    +1 for the right guess, -1 for a wrong one, ``-question_cost`` for every other turn. The
+    task scores turns itself: ``reward=`` cannot replace it.
+
+    ## Episode End
+    Terminated by a guess; truncated when ``max_questions`` questions have been asked without
+    one (``info["truncated_by"] == "max_turns"``) or an utterance runs past its token limit.
+
+    ## Arguments
+    ``n_candidates=8`` (2 to 25), ``max_questions=10``, ``question_cost=0.05``, plus the common env
+    arguments. ``info["expert_action"]`` follows a scripted expert that halves the possible
+    animals with each question.
+    """
+    return _env(TwentyQuestionsTask, kwargs)
+
+
+def twenty_questions_vector(num_envs: int = 1, **kwargs: Any) -> DialogVectorEnv:
+    """The native vector version of ``TwentyQuestions-v0``."""
+    return _vector_env(TwentyQuestionsTask, num_envs, kwargs)

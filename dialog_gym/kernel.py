@@ -30,6 +30,7 @@ class StepOutcome:
     answer_done: np.ndarray  # (N,) bool: an answer ended on this step
     answer_reward: np.ndarray  # (N,) float64, where answer_done
     answer_correct: np.ndarray  # (N,) bool, where answer_done
+    out_of_turns: np.ndarray  # (N,) bool: truncated because an interactive task's turn limit was reached
 
 
 class DialogueKernel:
@@ -57,6 +58,11 @@ class DialogueKernel:
         if task.num_examples(split) == 0:
             raise ValueError(f"the {split!r} split of this task holds no episode; pick another split or add data")
         self.tokenizer = task.tokenizer
+        # An interactive task answers the agent itself (a simulated user): it scores each answer,
+        # writes the user's next turn from it, and says when the dialogue is over.
+        self.respond = getattr(task, "respond", None)
+        if self.respond is not None and reward is not None:
+            raise ValueError(f"this task scores the agent's turns itself; reward={reward!r} cannot replace its reward")
         self.reward_name = reward if isinstance(reward, str) else (task.default_reward if reward is None else "custom")
         self.reward_fn: BatchReward = resolve_reward(task.default_reward if reward is None else reward, task.tokenizer)
         # A learned reward says nothing about correctness: answers are then judged by the task's own
@@ -96,6 +102,7 @@ class DialogueKernel:
         self.answer_len = np.zeros((n, t), np.int64)  # tokens of each finished answer, EOS included
         self.answers_given = np.zeros(n, np.int64)
         self.answers_correct = np.zeros(n, np.int64)
+        self.success = np.zeros(n, bool)  # an interactive task's verdict on the whole dialogue
         self.answer_tokens = np.zeros(n, np.int64)  # answer tokens over the episode, EOS not counted
         self.done = np.ones(n, bool)  # the row's episode is over (or never started)
 
@@ -150,7 +157,7 @@ class DialogueKernel:
         self.obs[rows] = self.tokenizer.pad_id
         self.answers[rows] = self.tokenizer.pad_id
         for state in (self.turn, self.pos, self.episode_return, self.episode_length, self.answer_len,
-                      self.answers_given, self.answers_correct, self.answer_tokens):  # fmt: skip
+                      self.answers_given, self.answers_correct, self.answer_tokens, self.success):  # fmt: skip
             state[rows] = 0
         self.done[rows] = False
         self._append_segments(rows)
@@ -224,11 +231,20 @@ class DialogueKernel:
         at_limit = ~ended & live & (self.pos >= self.max_answer_tokens)
         answer_done = ended | at_limit
         terminated = np.zeros(n, bool)
+        out_of_turns = np.zeros(n, bool)
         if answer_done.any():
             rows = np.flatnonzero(answer_done)
             turn, row_ended = self.turn[rows], ended[rows]
             lengths = self.pos[rows] - row_ended
-            scores, correct = self._score(rows, turn, lengths, row_ended)
+            if self.respond is None:
+                scores, correct = self._score(rows, turn, lengths, row_ended)
+                last = turn == self.ahead.n_turns[self.slot[rows]] - 1
+                turns_left = np.ones(len(rows), bool)
+            else:
+                reply = self._reply(rows, turn, lengths)
+                scores, correct, last = reply.reward, reply.correct, reply.done
+                self.success[rows] = reply.success
+                turns_left = last | (turn < self.limits.max_turns - 1)
             reward[rows] += scores
             answer_reward[rows], answer_correct[rows] = scores, correct
             if self.observe_answers is not None and self.observe_answers(correct):
@@ -237,18 +253,41 @@ class DialogueKernel:
             self.answers_given[rows] += 1
             self.answers_correct[rows] += correct
             self.answer_tokens[rows] += lengths
-            last = turn == self.ahead.n_turns[self.slot[rows]] - 1
             terminated[rows] = row_ended & last
-            advancing = rows[row_ended & ~last]
+            out_of_turns[rows] = row_ended & ~turns_left
+            moving_on = row_ended & ~last & turns_left
+            advancing = rows[moving_on]
+            if self.respond is not None and len(advancing):
+                self._write_next_turn(advancing, reply, moving_on)
             if len(advancing):
                 self.turn[advancing] += 1
                 self.pos[advancing] = 0
                 self._append_segments(advancing)
-        self.done = terminated | at_limit
+        truncated = at_limit | out_of_turns
+        self.done = terminated | truncated
         self.episode_return += reward
         if resetting.any():
             self.reset_rows(np.flatnonzero(resetting))
-        return StepOutcome(reward, terminated, at_limit, resetting, answer_done, answer_reward, answer_correct)
+        return StepOutcome(reward, terminated, truncated, resetting, answer_done, answer_reward, answer_correct, out_of_turns)
+
+    def _reply(self, rows: np.ndarray, turn: np.ndarray, lengths: np.ndarray):
+        """An interactive task's reply to the answers just finished in ``rows``."""
+        turns = np.arange(self.limits.max_turns)[None, :]
+        answer_len = np.where(turns < turn[:, None], self.answer_len[rows] - 1, 0)  # earlier answers ended with EOS
+        answer_len[np.arange(len(rows)), turn] = lengths
+        return self.respond(self.split, self.ahead.index[self.slot[rows]], self.answers[rows], answer_len, turn)
+
+    def _write_next_turn(self, advancing: np.ndarray, reply, moving_on: np.ndarray) -> None:
+        """Put the user's reply and the expert's next answer in as the next turn of ``advancing`` rows."""
+        slot, nxt = self.slot[advancing], self.turn[advancing] + 1
+        for tokens, lengths, target, target_len in (
+            (reply.segment, reply.segment_len, self.ahead.segments, self.ahead.segment_len),
+            (reply.reference, reply.reference_len, self.ahead.references, self.ahead.reference_len),
+        ):
+            width = min(tokens.shape[1], target.shape[2])
+            target[slot, nxt] = self.tokenizer.pad_id
+            target[slot, nxt, :width] = tokens[moving_on, :width]
+            target_len[slot, nxt] = lengths[moving_on]
 
     def _score(self, rows: np.ndarray, turn: np.ndarray, lengths: np.ndarray, ended: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The reward of each finished answer and whether it is correct."""
@@ -271,14 +310,14 @@ class DialogueKernel:
 
     def episode_stats(self, rows: np.ndarray | slice) -> dict[str, np.ndarray]:
         """Statistics of the episodes of ``rows`` (final once they have ended)."""
-        questions = self.ahead.n_turns[self.slot[rows]]
+        questions = self.ahead.n_turns[self.slot[rows]] if self.respond is None else self.answers_given[rows]
         return {
             "return": self.episode_return[rows],
             "length": self.episode_length[rows],
             "answers": self.answers_given[rows],
             "correct": self.answers_correct[rows],
             "questions": questions,
-            "success": self.answers_correct[rows] == questions,
+            "success": self.answers_correct[rows] == questions if self.respond is None else self.success[rows],
             "answer_tokens": self.answer_tokens[rows],
         }
 

@@ -27,6 +27,10 @@ REFERENCE_SCORES: dict[str, dict[str, dict[str, float]]] = {
         "random": {"mean_return": 0.0043, "answer_accuracy": 0.0, "success_rate": 0.0},
         "oracle": {"mean_return": 1.124, "answer_accuracy": 1.0, "success_rate": 1.0},
     },
+    "TwentyQuestions-v0": {
+        "random": {"mean_return": -0.0546, "answer_accuracy": 0.0, "success_rate": 0.0},
+        "oracle": {"mean_return": 0.8487, "answer_accuracy": 1.0, "success_rate": 1.0},
+    },
 }
 
-REWARD_THRESHOLDS = {"DialogQA-v0": 1.94, "DialogQA-Toy-v0": 0.95, "Tutor-v0": 0.95, "Conversation-v0": 1.07}
+REWARD_THRESHOLDS = {"DialogQA-v0": 1.94, "DialogQA-Toy-v0": 0.95, "Tutor-v0": 0.95, "Conversation-v0": 1.07, "TwentyQuestions-v0": 0.81}

@@ -125,7 +125,8 @@ class DialogVectorEnv(VectorEnv):
             info["dialogue"] = {key: value.copy() for key, value in kernel.episode_stats(slice(None)).items()}
             info["_dialogue"] = ended
         if outcome.truncated.any():
-            info["truncated_by"] = np.where(outcome.truncated, "max_answer_tokens", "")
+            label = np.where(outcome.out_of_turns, "max_turns", "max_answer_tokens")
+            info["truncated_by"] = np.where(outcome.truncated, label, "")
             info["_truncated_by"] = outcome.truncated
         return info
 

@@ -27,6 +27,8 @@ VARIANTS = [
     ("Tutor-v0", {"level": 2, "curriculum": True, "split": "test"}),
     ("Conversation-v0", {}),
     ("Conversation-v0", {"language": "zh", "categories": ["greetings", "trivia"], "max_turns": 2}),
+    ("TwentyQuestions-v0", {}),
+    ("TwentyQuestions-v0", {"n_candidates": 4, "max_questions": 3, "question_cost": 0.2, "split": "test"}),
 ]
 
 
