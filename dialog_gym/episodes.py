@@ -48,6 +48,7 @@ class Episodes:
     keyword_len: np.ndarray  # (B, T, K); 0 marks an unused keyword slot
     n_turns: np.ndarray  # (B,)
     index: np.ndarray  # (B,) uint64 position of each episode in its split
+    tag: np.ndarray  # (B,) int64 a task's own label of each episode (Tutor-v0: the level it was made at)
 
     @classmethod
     def empty(cls, batch: int, limits: EpisodeLimits, pad_id: int) -> Episodes:
@@ -62,6 +63,7 @@ class Episodes:
             keyword_len=np.zeros((batch, t, k), np.int64),
             n_turns=np.zeros(batch, np.int64),
             index=np.zeros(batch, np.uint64),
+            tag=np.zeros(batch, np.int64),
         )
 
     def __len__(self) -> int:

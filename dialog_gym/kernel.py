@@ -116,9 +116,10 @@ class DialogueKernel:
         self.ready_until = np.zeros(n, np.int64)  # stream positions below this are generated
         self.slot = np.arange(n) * self.depth  # where each row's current episode sits in ``ahead``
 
-        # A task that adapts to the agent (a curriculum) sees every finished answer's result; when
-        # it changes, the episodes generated ahead but not yet started are generated again.
-        self.observe_answers = getattr(task, "observe_answers", None)
+        # A task that adapts to the agent (a curriculum) sees every finished answer's result and its
+        # episode's tag while training; when it changes, the episodes generated ahead but not yet
+        # started are generated again. Seeding the env restarts it; the test split never adapts.
+        self.observe_answers = getattr(task, "observe_answers", None) if self.split == "train" else None
 
         self.action_mask = np.ones(self.tokenizer.vocab_size, bool)
         for special in ("pad_id", "bos_id", "sep_id", "unk_id", "user_id", "agent_id"):
@@ -136,6 +137,8 @@ class DialogueKernel:
 
     def seed_rows(self, rows: np.ndarray, keys: np.ndarray) -> None:
         """Restart the episode streams of ``rows`` from the given 64-bit keys."""
+        if self.observe_answers is not None:
+            self.task.restart()
         self.key[rows] = keys
         self.counter[rows] = 0
         self.ready_until[rows] = 0
@@ -247,7 +250,7 @@ class DialogueKernel:
                 turns_left = last | (turn < self.limits.max_turns - 1)
             reward[rows] += scores
             answer_reward[rows], answer_correct[rows] = scores, correct
-            if self.observe_answers is not None and self.observe_answers(correct):
+            if self.observe_answers is not None and self.observe_answers(correct, self.ahead.tag[self.slot[rows]]):
                 self.ready_until = np.minimum(self.ready_until, self.counter)
             self.answer_len[rows, turn] = self.pos[rows]
             self.answers_given[rows] += 1

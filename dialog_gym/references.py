@@ -20,7 +20,7 @@ REFERENCE_SCORES: dict[str, dict[str, dict[str, float]]] = {
         "ppo": {"mean_return": 0.933, "answer_accuracy": 0.875, "success_rate": 0.875},
     },
     "Tutor-v0": {
-        "random": {"mean_return": 0.0048, "answer_accuracy": 0.0, "success_rate": 0.0},
+        "random": {"mean_return": 0.0065, "answer_accuracy": 0.0, "success_rate": 0.0},
         "oracle": {"mean_return": 1.0, "answer_accuracy": 1.0, "success_rate": 1.0},
     },
     "Conversation-v0": {

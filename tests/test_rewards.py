@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from dialog_gym.rewards import (
     REWARDS,
     AnswerBatch,
+    digits_reward,
     exact_reward,
     f1_reward,
     keyword_reward,
@@ -272,12 +273,18 @@ keyword_slots = st.lists(st.lists(st.sampled_from([A, B, C, D]), min_size=1, max
 rows = st.tuples(tokens, tokens, keyword_slots, st.booleans())  # response, reference, keywords, ended
 
 
+def digits_by_place(response: list[int], reference: list[int]) -> float:
+    """Places (ones, tens, ...) where both have the same token, over the longer length."""
+    same = sum(a == b for a, b in zip(reversed(response), reversed(reference)))
+    return same / max(len(response), len(reference), 1)
+
+
 @settings(max_examples=150, deadline=None)
 @given(batch_rows=st.lists(rows, min_size=1, max_size=8), fill=st.sampled_from([0, A, B]), extra=st.integers(0, 3))
 def test_rewards_agree_with_plain_python(batch_rows, fill, extra) -> None:
     responses, references, keywords, ended = (list(x) for x in zip(*batch_rows))
     batch = answers(responses, references, keywords, ended, fill=fill, extra=extra)
-    before = {name: value.copy() for name, value in batch.__dict__.items()}
+    before = {name: value.copy() for name, value in batch.__dict__.items() if value is not None}
 
     np.testing.assert_allclose(
         f1_reward(batch), [f1_by_counter(r, ref) for r, ref in zip(responses, references)], rtol=0, atol=1e-12
@@ -289,6 +296,9 @@ def test_rewards_agree_with_plain_python(batch_rows, fill, extra) -> None:
         [match_by_position(r, e, ref) for r, e, ref in zip(responses, ended, references)],
         rtol=0,
         atol=1e-12,
+    )
+    np.testing.assert_allclose(
+        digits_reward(batch), [digits_by_place(r, ref) for r, ref in zip(responses, references)], rtol=0, atol=1e-12
     )
     for name, value in before.items():  # a reward must not write into the batch it scores
         np.testing.assert_array_equal(getattr(batch, name), value, err_msg=name)
@@ -303,8 +313,9 @@ def tok() -> WordTokenizer:
 
 
 def test_builtin_reward_names(tok) -> None:
-    assert set(REWARDS) == {"keyword", "exact", "f1", "match"}
-    for name, fn in [("keyword", keyword_reward), ("exact", exact_reward), ("f1", f1_reward), ("match", match_reward)]:
+    assert set(REWARDS) == {"keyword", "exact", "f1", "match", "digits"}
+    for name, fn in [("keyword", keyword_reward), ("exact", exact_reward), ("f1", f1_reward), ("match", match_reward),
+                     ("digits", digits_reward)]:  # fmt: skip
         assert REWARDS[name] is fn
         assert resolve_reward(name, tok) is fn
 

@@ -36,13 +36,16 @@ def test_every_reference_is_the_answer_to_its_question(level):
 
 
 def problems(split: str, level: int, count: int = 4000) -> set[tuple[int, int, int]]:
+    """The problems asked, with the operands of + and * in order (a+b and b+a are one problem)."""
     task = TutorTask(level=level)
     keys = np.arange(count, dtype=np.uint64) * np.uint64(7919)
     op, a, b, _ = task.problems_of(split, keys)
-    return set(zip(op.tolist(), a.tolist(), b.tolist()))
+    commutes = op != 1
+    low, high = np.where(commutes, np.minimum(a, b), a), np.where(commutes, np.maximum(a, b), b)
+    return set(zip(op.tolist(), low.tolist(), high.tolist()))
 
 
-@pytest.mark.parametrize("level", [1, 2, 5])
+@pytest.mark.parametrize("level", [1, 2, 3, 5])
 def test_no_test_problem_is_ever_asked_in_training(level):
     train, test = problems("train", level), problems("test", level)
     assert len(test) >= 10 and len(train) >= 40
@@ -81,6 +84,36 @@ def test_the_curriculum_raises_the_level_and_regenerates_queued_problems():
     assert "how many" in text
 
 
+def test_the_curriculum_only_counts_answers_to_problems_of_the_current_level():
+    envs = gym.make_vec("Tutor-v0", num_envs=256, problems=3, curriculum=True, curriculum_window=64)
+    kernel, task = envs.unwrapped.kernel, envs.unwrapped.task
+    eos = envs.unwrapped.tokenizer.eos_id
+    obs, info = envs.reset(seed=0)
+    for _ in range(200):  # solves level 1 only; at level 2 and above it answers with nothing
+        level_one = kernel.ahead.tag[kernel.slot] == 1
+        obs, reward, terminated, truncated, info = envs.step(np.where(level_one, info["expert_action"], eos))
+    assert task.level == 2
+
+
+def test_seeding_restarts_the_curriculum_and_the_test_split_never_adapts():
+    env = gym.make("Tutor-v0", curriculum=True, curriculum_window=4)
+    obs, info = env.reset(seed=0)
+    for _ in range(40):
+        obs, reward, terminated, truncated, info = env.step(info["expert_action"])
+        if terminated or truncated:
+            obs, info = env.reset()
+    assert env.unwrapped.task.level > 1
+    first = env.reset(seed=0)[0]
+    assert env.unwrapped.task.level == 1 and np.array_equal(first, gym.make("Tutor-v0", curriculum=True).reset(seed=0)[0])
+    test = gym.make("Tutor-v0", curriculum=True, curriculum_window=4, split="test")
+    obs, info = test.reset(seed=0)
+    for _ in range(40):
+        obs, reward, terminated, truncated, info = test.step(info["expert_action"])
+        if terminated or truncated:
+            obs, info = test.reset()
+    assert test.unwrapped.task.level == 1
+
+
 def test_without_a_curriculum_the_level_stays():
     envs = gym.make_vec("Tutor-v0", num_envs=16, level=2)
     obs, info = envs.reset(seed=0)
@@ -92,7 +125,7 @@ def test_without_a_curriculum_the_level_stays():
 @pytest.mark.parametrize(
     "kwargs,message",
     [({"level": 6}, "level must be an integer in [1, 5]"), ({"problems": 0}, "problems must be"),
-     ({"curriculum": "yes"}, "curriculum must be True or False"), ({"level": 3, "max_level": 2}, "max_level must be"),
+     ({"curriculum": "yes"}, "curriculum must be True or False"), ({"level": 3, "max_level": 2, "curriculum": True}, "max_level must be"),
      ({"curriculum_threshold": 1.5}, "curriculum_threshold must be")],
 )  # fmt: skip
 def test_bad_arguments_are_named(kwargs, message):

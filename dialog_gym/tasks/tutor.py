@@ -14,9 +14,13 @@ level  problems
 =====  ==================================================================================
 
 A problem belongs to the ``test`` split exactly when a hash of its arithmetic (operation and
-operands) falls in a fixed fifth of the hash range, so no test problem is ever asked in training,
-however it is worded. With ``curriculum=True`` the level rises by one each time the agent answers
-``curriculum_threshold`` of the last ``curriculum_window`` problems right.
+operands, in either order where the operation commutes) falls in a fixed fifth of the hash
+range, so no test problem is ever asked in training, however it is worded or ordered.
+
+With ``curriculum=True`` the level rises by one each time the agent answers
+``curriculum_threshold`` of the last ``curriculum_window`` problems of its level right. The
+curriculum adapts on the train split only, restarts when the env is seeded, and is shared by
+the rows of a vector env (so they no longer play what single envs with the same seeds would).
 """
 
 from __future__ import annotations
@@ -32,7 +36,9 @@ from dialog_gym.tokenizers import CharTokenizer
 
 ADD, SUB, MUL = range(3)
 SYMBOLS = "+-*"
-LEVELS = (1, 2, 3, 4, 5)
+MAX_LEVEL = 5
+NUMBER_WIDTH = 4  # digits of the largest number any level writes (999 + 999 = 1998)
+MAX_ATTEMPTS = 10_000  # redraws of a problem until it lands in the asked split
 NAMES = ("anna", "ben", "kate", "leo", "mary", "omar", "rita", "sam", "tom", "zoe")
 ITEMS = ("apples", "books", "cards", "coins", "cups", "pens", "shells", "stamps")
 WORD_PROBLEMS = {
@@ -77,15 +83,16 @@ class TutorTask:
         curriculum_window: int = 256,
         curriculum_threshold: float = 0.9,
     ) -> None:
-        _check_int("level", level, 1, len(LEVELS))
-        _check_int("max_level", max_level, level, len(LEVELS))
+        _check_int("level", level, 1, MAX_LEVEL)
+        if curriculum:
+            _check_int("max_level", max_level, level, MAX_LEVEL)
         _check_int("problems", problems, 1, 16)
         _check_int("curriculum_window", curriculum_window, 1, 1 << 20)
         if not isinstance(curriculum, bool):
             raise ValueError(f"curriculum must be True or False, got {curriculum!r}")
         if not isinstance(curriculum_threshold, (int, float)) or not 0.0 < curriculum_threshold <= 1.0:
             raise ValueError(f"curriculum_threshold must be a number in (0, 1], got {curriculum_threshold!r}")
-        self.level, self.problems, self.curriculum = level, problems, curriculum
+        self.level, self.start_level, self.problems, self.curriculum = level, level, problems, curriculum
         self.max_level = max_level if curriculum else level
         self.curriculum_threshold = float(curriculum_threshold)
         self.recent: deque[bool] = deque(maxlen=curriculum_window)
@@ -110,16 +117,22 @@ class TutorTask:
 
     # -- the curriculum -------------------------------------------------------------------------
 
-    def observe_answers(self, correct: np.ndarray) -> bool:
-        """Record finished answers; returns True when the level rose (queued episodes are stale)."""
+    def observe_answers(self, correct: np.ndarray, levels: np.ndarray) -> bool:
+        """Record finished answers to problems of the current level; returns True when the level
+        rose (the problems generated ahead are then stale)."""
         if not self.curriculum or self.level >= self.max_level:
             return False
-        self.recent.extend(bool(c) for c in np.asarray(correct).reshape(-1))
+        self.recent.extend(np.asarray(correct)[np.asarray(levels) == self.level].tolist())
         if len(self.recent) == self.recent.maxlen and np.mean(self.recent) >= self.curriculum_threshold:
             self.level += 1
             self.recent.clear()
             return True
         return False
+
+    def restart(self) -> None:
+        """Back to the starting level with no answers recorded (the env was seeded)."""
+        self.level = self.start_level
+        self.recent.clear()
 
     # -- problems -------------------------------------------------------------------------------
 
@@ -151,13 +164,17 @@ class TutorTask:
         operands = low[op] + np.minimum((draws[:, 1:3] * span).astype(np.int64), span - 1)
         a, b = operands[:, 0], operands[:, 1]
         a, b = np.where(op == SUB, np.maximum(a, b), a), np.where(op == SUB, np.minimum(a, b), b)
-        wording = np.minimum((draws[:, 3:5] * [len(NAMES), len(ITEMS)]).astype(np.int64), [len(NAMES) - 1, len(ITEMS) - 1])
+        sizes = np.array([len(NAMES), len(ITEMS)])
+        wording = np.minimum((draws[:, 3:5] * sizes).astype(np.int64), sizes - 1)
         return op, a, b, wording
 
     @staticmethod
     def in_test(op: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        """Whether each problem (by its arithmetic alone) belongs to the test split."""
-        return rs.hash_rows(np.stack([op, a, b], axis=1)) % np.uint64(TEST_HASH_MODULUS) == 0
+        """Whether each problem (by its arithmetic alone) belongs to the test split; ``a+b`` and
+        ``b+a`` (and ``a*b`` and ``b*a``) are one problem, so they always share a split."""
+        commutes = op != SUB
+        low, high = np.where(commutes, np.minimum(a, b), a), np.where(commutes, np.maximum(a, b), b)
+        return rs.hash_rows(np.stack([op, low, high], axis=1)) % np.uint64(TEST_HASH_MODULUS) == 0
 
     def problems_of(self, split: str, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """The problem of each key, redrawn from derived keys until it lands in ``split``."""
@@ -167,6 +184,8 @@ class TutorTask:
         pending = np.arange(len(keys))
         attempt = np.zeros(len(keys), np.uint64)
         while len(pending):
+            if attempt.max() >= MAX_ATTEMPTS:
+                raise RuntimeError(f"level {self.level} has no problem in the {split!r} split")
             drawn = self._draw(rs.episode_index(keys[pending], attempt[pending]), self.level)
             accepted = self.in_test(*drawn[:3]) == want_test
             for out, values in zip((op, a, b, wording), drawn):
@@ -176,8 +195,8 @@ class TutorTask:
         return op, a, b, wording
 
     def _number(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Digit tokens of non-negative integers, left-aligned: (B, 4) ids and (B,) lengths."""
-        width = 4
+        """Digit tokens of non-negative integers, left-aligned: (B, NUMBER_WIDTH) ids and (B,) lengths."""
+        width = NUMBER_WIDTH
         lengths = np.maximum(1, np.floor(np.log10(np.maximum(values, 1))).astype(np.int64) + 1)
         power = 10 ** np.maximum(lengths[:, None] - 1 - np.arange(width)[None, :], 0)
         digits = (values[:, None] // power) % 10
@@ -244,7 +263,8 @@ class TutorTask:
         reference, reference_len = self._number(answer)
         limits = self.limits
         episodes = Episodes.empty(b, limits, tok.pad_id)
-        width = min(segment.shape[1], limits.max_segment_len)
+        assert segment_len.max() <= limits.max_segment_len, "a problem outgrew the task's limits"
+        width = min(segment.shape[1], limits.max_segment_len)  # what lies beyond is padding
         episodes.segments[:, :, :width] = segment[:, :width].reshape(b, t, width)
         episodes.segment_len[:] = segment_len.reshape(b, t)
         answer_width = limits.max_reference_len
@@ -254,6 +274,7 @@ class TutorTask:
         episodes.keyword_len[:, :, 0] = episodes.reference_len
         episodes.n_turns[:] = t
         episodes.index[:] = index
+        episodes.tag[:] = self.level
         return episodes
 
 
