@@ -203,14 +203,18 @@ def cmd_reward_model(args: argparse.Namespace) -> None:
         raise ValueError(f"{out} already exists; pick a new --out directory so no saved model is overwritten")
     kernel = gym.make(args.env, **parse_env_args(args.env_arg)).unwrapped.kernel
     if args.preferences:
-        pairs, held_out = read_preferences(args.preferences, kernel.tokenizer).split(0.1)
+        pairs = read_preferences(args.preferences, kernel.tokenizer)
+        pairs, held_out = pairs.split(0.1) if len(pairs) >= 10 else pairs.split(0.0)
     else:
         pairs = task_preferences(kernel, args.pairs, seed=args.seed)
         held_out = task_preferences(kernel, max(args.pairs // 10, 1), seed=args.seed + 1, split="test")
     print(f"{len(pairs)} training pairs, {len(held_out)} held-out pairs")
     model = train_reward_model(pairs, kernel.max_len, RewardModelConfig(epochs=args.epochs, seed=args.seed), progress=True)
     save_reward_model(model, out)
-    print(f"held-out preference accuracy: {preference_accuracy(model, held_out):.3f}")
+    if len(held_out):
+        print(f"held-out preference accuracy: {preference_accuracy(model, held_out):.3f}")
+    else:
+        print("held-out preference accuracy: not measured (fewer than 10 pairs)")
     print(f"saved to {out}; use it as an env's reward with --env-arg reward=model:{out}")
 
 

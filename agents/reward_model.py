@@ -9,6 +9,7 @@ reports the task's own metric as ``answer_correct`` so that reward hacking shows
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ from agents.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from agents.policy import PolicyConfig, TransformerPolicy
 from dialog_gym.demonstrations import Preferences
 from dialog_gym.rewards import AnswerBatch
+from dialog_gym.tokenizers import Tokenizer
 
 
 @dataclass
@@ -44,12 +46,18 @@ class RewardModelConfig:
             raise ValueError(f"reward model learning_rate must be in (0, 1), got {self.learning_rate!r}")
 
 
+def vocabulary_fingerprint(tokenizer: Tokenizer) -> str:
+    """A hash of every token in id order: two vocabularies of the same size still differ."""
+    tokens = "\n".join(str(tokenizer.id_to_token(i)) for i in range(tokenizer.vocab_size))
+    return hashlib.sha256(tokens.encode("utf-8")).hexdigest()[:16]
+
+
 class RewardModel(torch.nn.Module):
     """Scores left-padded dialogues (B, T) -> (B,): higher is better."""
 
-    def __init__(self, config: PolicyConfig) -> None:
+    def __init__(self, config: PolicyConfig, vocabulary: str = "") -> None:
         super().__init__()
-        self.config = config
+        self.config, self.vocabulary = config, vocabulary
         self.trunk = TransformerPolicy(config)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
@@ -81,10 +89,13 @@ def train_reward_model(pairs: Preferences, context_len: int, config: RewardModel
                        progress: bool = False) -> RewardModel:  # fmt: skip
     """Fit a reward model on ``pairs``; ``context_len`` is the most tokens it reads (the env's window)."""
     config = config or RewardModelConfig()
+    if len(pairs) == 0:
+        raise ValueError("there are no preference pairs to train on; give more pairs or a file with some")
     torch.manual_seed(config.seed)
     vocab = pairs.tokenizer.vocab_size
     model = RewardModel(PolicyConfig(vocab_size=vocab, context_len=context_len, n_layer=config.n_layer,
-                                     n_head=config.n_head, d_model=config.d_model, pad_id=pairs.tokenizer.pad_id))  # fmt: skip
+                                     n_head=config.n_head, d_model=config.d_model, pad_id=pairs.tokenizer.pad_id),
+                        vocabulary_fingerprint(pairs.tokenizer))  # fmt: skip
     chosen, rejected = _sides(pairs, context_len)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
     generator = torch.Generator().manual_seed(config.seed)
@@ -109,13 +120,16 @@ def train_reward_model(pairs: Preferences, context_len: int, config: RewardModel
 @torch.no_grad()
 def preference_accuracy(model: RewardModel, pairs: Preferences) -> float:
     """Fraction of pairs the model ranks chosen above rejected."""
+    if len(pairs) == 0:
+        raise ValueError("there are no held-out pairs to measure the accuracy on")
     chosen, rejected = _sides(pairs, model.config.context_len)
     return float((model(chosen) > model(rejected)).float().mean())
 
 
 def save_reward_model(model: RewardModel, directory: str | Path) -> Path:
     """Write the model as a checkpoint directory (safetensors + state.json)."""
-    return save_checkpoint(Path(directory), model, None, {"kind": "reward_model", "policy": asdict(model.config)})
+    state = {"kind": "reward_model", "policy": asdict(model.config), "vocabulary": model.vocabulary}
+    return save_checkpoint(Path(directory), model, None, state)
 
 
 def load_reward_model(directory: str | Path) -> RewardModel:
@@ -130,7 +144,7 @@ def load_reward_model(directory: str | Path) -> RewardModel:
         raise CheckpointError(f"{state_file}: not a reward model's state ({error})") from None
     if config is None:
         raise CheckpointError(f"{state_file}: holds a {state.get('kind', 'policy')!r} checkpoint, not a reward model")
-    model = RewardModel(config)
+    model = RewardModel(config, str(state.get("vocabulary", "")))
     load_checkpoint(Path(directory), model)
     return model.eval()
 
@@ -140,14 +154,17 @@ class ModelReward:
 
     needs_dialogue = True  # the env passes its observation window in ``AnswerBatch.dialogue``
 
-    def __init__(self, path: str | Path, vocab_size: int) -> None:
-        self.path = str(path)
+    def __init__(self, path: str | Path, tokenizer: Tokenizer) -> None:
+        self.path, self.tokenizer = str(path), tokenizer
         self.model = load_reward_model(path)
-        if self.model.config.vocab_size != vocab_size:
+        if self.model.config.vocab_size != tokenizer.vocab_size:
             raise ValueError(
                 f"the reward model at {self.path} was trained on a vocabulary of {self.model.config.vocab_size} "
-                f"tokens but this env has {vocab_size}; train it on this env's task"
+                f"tokens but this env has {tokenizer.vocab_size}; train it on this env's task"
             )
+        if self.model.vocabulary != vocabulary_fingerprint(tokenizer):
+            raise ValueError(f"the reward model at {self.path} was trained on another vocabulary of the same size; "
+                             "train it on this env's task")  # fmt: skip
 
     @torch.no_grad()
     def __call__(self, batch: AnswerBatch) -> np.ndarray:
@@ -159,7 +176,7 @@ class ModelReward:
         return scores.double().numpy()
 
     def __getstate__(self) -> dict:
-        return {"path": self.path, "vocab_size": self.model.config.vocab_size}
+        return {"path": self.path, "tokenizer": self.tokenizer}
 
     def __setstate__(self, state: dict) -> None:
-        self.__init__(state["path"], state["vocab_size"])
+        self.__init__(state["path"], state["tokenizer"])

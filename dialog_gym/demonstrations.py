@@ -166,8 +166,9 @@ def _answer_spans(mask: np.ndarray) -> list[tuple[int, int]]:
 
 def task_preferences(kernel: DialogueKernel, n: int, *, seed: int = 0, split: str = "train") -> Preferences:
     """Up to ``n`` pairs from the task: at one turn of a dialogue, the reference answer (chosen)
-    against a corrupted one that the env's reward scores lower (rejected); earlier turns hold
-    the reference answers. Pairs whose corruption scores as well as the reference are dropped."""
+    against a corrupted one that the env counts as wrong (rejected); earlier turns hold the
+    reference answers. Corruptions the env still counts as right (a verbose answer under the
+    keyword reward) make no pair, so such a model does not learn to prefer concise answers."""
     clean = make_demonstrations(kernel, n, seed=seed, noise=0.0, split=split)
     corrupted = make_demonstrations(kernel, n, seed=seed, noise=1.0, split=split)
     pick = uniform(clean.index, 1, 1)[:, 0]
@@ -200,8 +201,13 @@ def read_preferences(path: str, tokenizer: Tokenizer) -> Preferences:
     if not os.path.isfile(path):
         raise FileNotFoundError(f"preference file {path!r} does not exist; pass the path of a JSONL file")
     chosen, rejected, problems = [], [], []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
+    with open(path, "rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError as error:
+                problems.append(f"line {number}: not UTF-8 text ({error.reason} at byte {error.start})")
+                continue
             if not line.strip():
                 continue
             try:

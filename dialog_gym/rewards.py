@@ -161,7 +161,10 @@ def resolve_reward(reward: str | TextReward, tokenizer: Tokenizer) -> BatchRewar
             from agents.reward_model import ModelReward
         except ImportError as error:
             raise ImportError(f"reward={reward!r} needs torch and the agents package ({error})") from None
-        return ModelReward(reward[len(MODEL_PREFIX) :], tokenizer.vocab_size)
+        path = reward[len(MODEL_PREFIX) :]
+        if not path.strip():
+            raise ValueError("reward='model:' names no directory; pass reward='model:DIR' with a saved reward model")
+        return ModelReward(path, tokenizer)
     if isinstance(reward, str):
         if reward not in REWARDS:
             raise ValueError(f"unknown reward {reward!r}; expected one of {sorted(REWARDS)}, 'model:PATH' or a function")

@@ -25,6 +25,7 @@ class _Shaping(gym.Wrapper):
     """Adds ``part(obs_before, action, result)`` to the reward and records it under ``name``."""
 
     name = ""
+    last_obs: np.ndarray | None = None
 
     def reset(self, **kwargs: Any):
         obs, info = self.env.reset(**kwargs)
@@ -33,6 +34,8 @@ class _Shaping(gym.Wrapper):
 
     def step(self, action):
         before = self.last_obs
+        if before is None:
+            raise gym.error.ResetNeeded("step() was called before reset(); call reset() first")
         obs, reward, terminated, truncated, info = self.env.step(action)
         self.last_obs = obs
         part = float(self.part(before, action, terminated, truncated, info))
@@ -98,7 +101,10 @@ class KLPenalty(_Shaping):
         log_probs = np.asarray(function(np.asarray(before)[None]))
         if log_probs.shape != (1, self.vocab_size):
             raise ValueError(f"a log-probability function returned shape {log_probs.shape}; expected (1, {self.vocab_size})")
-        return float(log_probs[0, int(action)])
+        value = float(log_probs[0, int(action)])
+        if not np.isfinite(value):
+            raise ValueError(f"a log-probability function gave {value} for token {int(action)}; it must be finite")
+        return value
 
     def part(self, before, action, terminated, truncated, info) -> float:
         reference = self._log_prob(self.reference, before, action)

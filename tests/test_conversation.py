@@ -58,3 +58,9 @@ def test_the_oracle_scores_f1_one_per_turn():
 def test_bad_arguments_are_named(kwargs, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         gym.make("Conversation-v0", **kwargs)
+
+
+def test_one_category_may_be_named_as_a_string():
+    # --env-arg categories=greetings arrives as a string
+    env = gym.make("Conversation-v0", categories="greetings")
+    assert {e.context.split(" : ")[0] for e in env.unwrapped.task.examples["train"]} == {"greetings"}

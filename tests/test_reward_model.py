@@ -112,3 +112,42 @@ def test_preference_files_are_read_and_bad_lines_named(tmp_path):
 def test_left_pad_keeps_the_newest_tokens():
     ids = np.array([[5, 6, 7, 0], [1, 2, 3, 4]])
     assert left_pad(ids, np.array([3, 4]), 3, 0).tolist() == [[5, 6, 7], [2, 3, 4]]
+
+
+def test_a_model_of_another_vocabulary_of_the_same_size_is_refused(toy_model):
+    path, _, _ = toy_model
+    with pytest.raises(ValueError, match="another vocabulary of the same size"):
+        _same_size_env(path)
+    with pytest.raises(ValueError, match="names no directory"):
+        gym.make("DialogQA-Toy-v0", reward="model:")
+
+
+def _same_size_env(path):
+    """A toy env whose tokenizer has the model's vocabulary size but other tokens."""
+    from dialog_gym.env import DialogEnv
+    from dialog_gym.tasks.toy import ToyLookupTask
+
+    task = ToyLookupTask(vocab_size=16)
+    task.tokenizer.tokens = [t.upper() for t in task.tokenizer.tokens]
+    return DialogEnv(task, reward=f"model:{path}")
+
+
+def test_training_without_pairs_is_refused():
+    from dialog_gym.demonstrations import Preferences
+
+    tokenizer = gym.make("DialogQA-Toy-v0").unwrapped.tokenizer
+    empty = Preferences(np.zeros((0, 4), np.int64), np.zeros(0, np.int64), np.zeros((0, 4), np.int64), np.zeros(0, np.int64), tokenizer)
+    with pytest.raises(ValueError, match="no preference pairs"):
+        train_reward_model(empty, 8)
+
+
+def test_preference_files_with_a_bom_load_and_bad_bytes_are_named(tmp_path):
+    tokenizer = gym.make("DialogQA-v0").unwrapped.tokenizer
+    line = json.dumps({"context": "john has the ball .", "chosen": "john", "rejected": "nobody"})
+    bom = tmp_path / "bom.jsonl"
+    bom.write_bytes(b"\xef\xbb\xbf" + line.encode() + b"\n")
+    assert len(read_preferences(str(bom), tokenizer)) == 1
+    bad = tmp_path / "bad.jsonl"
+    bad.write_bytes(line.encode() + b"\n\xff\xfe\n")
+    with pytest.raises(ValueError, match="line 2: not UTF-8 text"):
+        read_preferences(str(bad), tokenizer)

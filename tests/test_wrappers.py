@@ -93,3 +93,13 @@ def test_stacked_wrappers_keep_every_part_and_sb3_trains_through_them():
 def test_bad_settings_are_named(make, message):
     with pytest.raises((ValueError, TypeError), match=message):
         make(gym.make("DialogQA-Toy-v0"))
+
+
+def test_stepping_before_reset_and_infinite_log_probs_are_named():
+    env = LengthPenalty(gym.make("DialogQA-Toy-v0"))
+    with pytest.raises(gym.error.ResetNeeded, match="before reset"):
+        env.step(4)
+    kl = KLPenalty(gym.make("DialogQA-Toy-v0"), lambda obs: np.full((1, 16), -np.inf), beta=0.1)
+    kl.reset(seed=0)
+    with pytest.raises(ValueError, match="gave -inf for token 4"):
+        kl.step(4)

@@ -9,7 +9,7 @@ and once speaking ``u2, u4, ...`` (``u0`` then joins the context, which names th
 asked for. English is word-level; Chinese is character-level.
 
 A whole conversation goes to ``test`` by a stable hash of its text (one in five), so no test
-response is ever a training target.
+conversation is ever trained on (a stock reply such as "yes" can still occur in both).
 """
 
 from __future__ import annotations
@@ -34,18 +34,19 @@ def corpus_directory(language: str) -> Path:
     return Path(list(spec.submodule_search_locations)[0]) / "data" / LANGUAGES[language][0]
 
 
-def load_conversations(language: str = "en", categories: list[str] | None = None) -> dict[str, list[list[str]]]:
+def load_conversations(language: str = "en", categories: str | list[str] | None = None) -> dict[str, list[list[str]]]:
     """Every conversation of the chosen categories, by category, as lists of utterances."""
     import yaml
 
     files = {path.stem: path for path in sorted(corpus_directory(language).glob("*.yml"))}
-    chosen = sorted(files) if categories is None else list(categories)
+    chosen = sorted(files) if categories is None else [categories] if isinstance(categories, str) else list(categories)
     unknown = [c for c in chosen if c not in files]
     if unknown:
         raise ValueError(f"unknown categories {unknown} for language {language!r}; expected some of {sorted(files)}")
     out = {}
     for category in chosen:
         data = yaml.safe_load(files[category].read_text(encoding="utf-8"))
+        # Entries that are not lists of utterances (the corpus has one such slip) are left out.
         out[category] = [[str(u).strip() for u in c] for c in data.get("conversations") or [] if isinstance(c, list)]
     return out
 
@@ -67,7 +68,7 @@ class ConversationTask(ExampleTask):
     def __init__(
         self,
         language: str = "en",
-        categories: list[str] | None = None,
+        categories: str | list[str] | None = None,
         max_turns: int = 4,
         max_utterance_tokens: int | None = None,
     ) -> None:
