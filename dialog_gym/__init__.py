@@ -23,11 +23,13 @@ ENV_SUMMARIES = {
     "Tutor-v0": "arithmetic and word problems at levels 1-5 (or a curriculum), answered digit by digit",
     "Conversation-v0": "the next utterance of real conversations from chatterbot-corpus, in English or Chinese",
     "TwentyQuestions-v0": "find the hidden animal with yes/no questions answered by the env, then guess",
+    "CustomerService-v0": "book the table a simulated customer wants, asking for the details it has not given",
 }
 ENV_IDS = tuple(ENV_SUMMARIES)
 
 ENTRY_POINTS = {"DialogQA-v0": "dialog_qa", "DialogQA-Toy-v0": "dialog_qa_toy", "Tutor-v0": "tutor",
-                "Conversation-v0": "conversation", "TwentyQuestions-v0": "twenty_questions"}  # fmt: skip
+                "Conversation-v0": "conversation", "TwentyQuestions-v0": "twenty_questions",
+                "CustomerService-v0": "customer_service"}  # fmt: skip
 
 for _env_id, _function in ENTRY_POINTS.items():
     register(

@@ -11,6 +11,7 @@ from typing import Any, Callable
 from dialog_gym.env import DialogEnv
 from dialog_gym.tasks.base import Task
 from dialog_gym.tasks.conversation import ConversationTask
+from dialog_gym.tasks.customer_service import CustomerServiceTask
 from dialog_gym.tasks.dataset import JsonlTask
 from dialog_gym.tasks.microworld import MicroWorldTask
 from dialog_gym.tasks.toy import ToyLookupTask
@@ -149,3 +150,33 @@ def twenty_questions(**kwargs: Any) -> DialogEnv:
 def twenty_questions_vector(num_envs: int = 1, **kwargs: Any) -> DialogVectorEnv:
     """The native vector version of ``TwentyQuestions-v0``."""
     return _vector_env(TwentyQuestionsTask, num_envs, kwargs)
+
+
+def customer_service(**kwargs: Any) -> DialogEnv:
+    """``CustomerService-v0``: book the table a simulated customer wants, asking for what is missing.
+
+    ## Description
+    The customer's hidden goal has a day, a time, a place and a party size; its opening request
+    states each with chance ``reveal`` ("hi , can i book a table for four on friday ."). The agent
+    asks "which day ?", "what time ?", "where ?" or "how many people ?" and the customer answers
+    in one of several phrasings; anything else gets "sorry ?". The agent books with
+    "book DAY TIME PLACE PEOPLE". Test goals never occur in training.
+
+    ## Rewards
+    +1 for a booking that matches the goal, -1 for one that does not, ``-turn_cost`` for every
+    other turn. The task scores turns itself: ``reward=`` cannot replace it.
+
+    ## Episode End
+    Terminated by a booking; truncated after ``max_turns`` turns without one
+    (``info["truncated_by"] == "max_turns"``) or when an utterance runs past its token limit.
+
+    ## Arguments
+    ``reveal=0.5``, ``max_turns=8``, ``turn_cost=0.05``, plus the common env arguments.
+    ``info["expert_action"]`` follows a scripted agent that asks for each missing slot in turn.
+    """
+    return _env(CustomerServiceTask, kwargs)
+
+
+def customer_service_vector(num_envs: int = 1, **kwargs: Any) -> DialogVectorEnv:
+    """The native vector version of ``CustomerService-v0``."""
+    return _vector_env(CustomerServiceTask, num_envs, kwargs)

@@ -31,6 +31,10 @@ REFERENCE_SCORES: dict[str, dict[str, dict[str, float]]] = {
         "random": {"mean_return": -0.0546, "answer_accuracy": 0.0, "success_rate": 0.0},
         "oracle": {"mean_return": 0.8487, "answer_accuracy": 1.0, "success_rate": 1.0},
     },
+    "CustomerService-v0": {
+        "random": {"mean_return": -0.0657, "answer_accuracy": 0.0, "success_rate": 0.0},
+        "oracle": {"mean_return": 0.9009, "answer_accuracy": 1.0, "success_rate": 1.0},
+    },
 }
 
-REWARD_THRESHOLDS = {"DialogQA-v0": 1.94, "DialogQA-Toy-v0": 0.95, "Tutor-v0": 0.95, "Conversation-v0": 1.07, "TwentyQuestions-v0": 0.81}
+REWARD_THRESHOLDS = {"DialogQA-v0": 1.94, "DialogQA-Toy-v0": 0.95, "Tutor-v0": 0.95, "Conversation-v0": 1.07, "TwentyQuestions-v0": 0.81, "CustomerService-v0": 0.85}

@@ -29,6 +29,8 @@ VARIANTS = [
     ("Conversation-v0", {"language": "zh", "categories": ["greetings", "trivia"], "max_turns": 2}),
     ("TwentyQuestions-v0", {}),
     ("TwentyQuestions-v0", {"n_candidates": 4, "max_questions": 3, "question_cost": 0.2, "split": "test"}),
+    ("CustomerService-v0", {}),
+    ("CustomerService-v0", {"reveal": 0.0, "max_turns": 5, "split": "test"}),
 ]
 
 

@@ -14,13 +14,11 @@ are played over combinations of animals never seen together in training.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from dialog_gym import random_streams as rs
 from dialog_gym.episodes import EpisodeLimits, Episodes
-from dialog_gym.tasks.base import check_split
+from dialog_gym.tasks.base import Reply, check_split, keys_in_split
 from dialog_gym.tokenizers import WordTokenizer
 
 ATTRIBUTES = ("furry", "feathered", "scaly", "aquatic", "flying", "large", "domestic", "carnivorous", "striped",
@@ -42,20 +40,6 @@ OPENING = "i am thinking of one of these animals :"
 RULES = "ask yes or no questions , then guess ."
 TEST_HASH_MODULUS = 5
 CAST_STREAM, HIDDEN_STREAM = range(2)
-
-
-@dataclass
-class Reply:
-    """What an interactive task says about the answers that just ended, one entry per row."""
-
-    reward: np.ndarray  # (R,) float64
-    correct: np.ndarray  # (R,) bool: a well-formed move (for a guess: the right animal)
-    done: np.ndarray  # (R,) bool: the dialogue is over
-    success: np.ndarray  # (R,) bool: the dialogue reached its goal
-    segment: np.ndarray  # (R, S) the user's next turn, with its speaker markers
-    segment_len: np.ndarray  # (R,)
-    reference: np.ndarray  # (R, A) the expert's next answer
-    reference_len: np.ndarray  # (R,)
 
 
 class TwentyQuestionsTask:
@@ -107,16 +91,7 @@ class TwentyQuestionsTask:
 
     def games(self, split: str, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The candidates (B, K) and the hidden animal (B,) of each episode, as indices into ``NAMES``."""
-        want_test = check_split(split) == "test"
-        index = np.asarray(index, np.uint64)
-        keys = np.empty(len(index), np.uint64)
-        pending, attempt = np.arange(len(index)), np.zeros(len(index), np.uint64)
-        while len(pending):
-            candidates = rs.episode_index(index[pending], attempt[pending])
-            accepted = self._in_test(self._cast(candidates)) == want_test
-            keys[pending[accepted]] = candidates[accepted]
-            pending = pending[~accepted]
-            attempt[pending] += np.uint64(1)
+        keys = keys_in_split(index, split, lambda candidates: self._in_test(self._cast(candidates)))
         cast = self._cast(keys)
         hidden = cast[np.arange(len(keys)), np.minimum((rs.uniform(keys, HIDDEN_STREAM, 1)[:, 0] * self.n_candidates).astype(np.int64),
                                                        self.n_candidates - 1)]  # fmt: skip
