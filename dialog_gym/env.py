@@ -160,6 +160,11 @@ class DialogEnv(gym.Env):
         """Tokens worth emitting (all but the special tokens other than EOS), for ``MaskablePPO``."""
         return self.kernel.action_mask.copy()
 
+    def agent_tokens(self) -> np.ndarray:
+        """(max_len,) bool: the observation's positions that hold the agent's own tokens, so a
+        learner can tell them from the user's (e.g. a simulated customer's) and mask them."""
+        return self.kernel.agent_tokens()[0]
+
     def render(self) -> str | None:
         if self.render_mode is None:
             gym.logger.warn("render() called without a render_mode; pass render_mode='ansi' or 'human' to gym.make")

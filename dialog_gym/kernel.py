@@ -324,6 +324,19 @@ class DialogueKernel:
             "answer_tokens": self.answer_tokens[rows],
         }
 
+    def agent_tokens(self) -> np.ndarray:
+        """(N, max_len) bool: which positions of each observation hold the agent's own tokens (its
+        answers and their EOS) rather than context, user turns or padding. Computed on demand."""
+        out = np.zeros((self.num_envs, self.max_len), bool)
+        for row in range(self.num_envs):
+            runs, slot = [], self.slot[row]
+            for t in range(int(self.turn[row]) + 1):
+                emitted = self.pos[row] if t == self.turn[row] else self.answer_len[row, t]
+                runs += [np.zeros(self.ahead.segment_len[slot, t], bool), np.ones(emitted, bool)]
+            kept = np.concatenate(runs)[-self.max_len :]
+            out[row, self.max_len - len(kept) :] = kept
+        return out
+
     def history(self, row: int) -> np.ndarray:
         """Every token of the row's dialogue so far, oldest first (not cut to ``max_len``)."""
         pieces, slot = [], self.slot[row]

@@ -134,6 +134,10 @@ class DialogVectorEnv(VectorEnv):
         """(N, V) tokens worth emitting per row, for sb3-contrib's ``MaskablePPO``."""
         return np.broadcast_to(self.kernel.action_mask, (self.num_envs, self.tokenizer.vocab_size)).copy()
 
+    def agent_tokens(self) -> np.ndarray:
+        """(N, max_len) bool: the observations' positions that hold the agent's own tokens."""
+        return self.kernel.agent_tokens()
+
     def render(self) -> tuple[str, ...] | None:
         if self.render_mode is None:
             gym.logger.warn("render() called without a render_mode; pass render_mode='ansi' or 'human'")

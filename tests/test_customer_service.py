@@ -91,3 +91,18 @@ def test_the_reward_cannot_be_replaced_and_arguments_are_checked():
         gym.make("CustomerService-v0", max_turns=2)
     with pytest.raises(ValueError, match="reveal"):
         gym.make("CustomerService-v0", reveal=2)
+
+
+def test_agent_tokens_mark_exactly_what_the_agent_said():
+    env = gym.make("CustomerService-v0")
+    obs, info = env.reset(seed=2)
+    assert not env.unwrapped.agent_tokens().any()
+    say(env, "where ?")
+    obs, *_ = env.step(env.unwrapped.tokenizer.encode("book")[0])
+    mask = env.unwrapped.agent_tokens()
+    tokenizer = env.unwrapped.tokenizer
+    assert tokenizer.decode(obs[mask]) == "where ? <eos> book"
+    envs = gym.make_vec("CustomerService-v0", num_envs=3)
+    obs, info = envs.reset(seed=0)
+    obs, *_ = envs.step(info["expert_action"])
+    assert envs.unwrapped.agent_tokens().sum(1).tolist() == [1, 1, 1]
