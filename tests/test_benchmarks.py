@@ -11,7 +11,7 @@ def test_the_suite_writes_results_and_pngs(tmp_path, monkeypatch):
     from benchmarks import env_throughput, learned_reward, main_job, pretraining_difficulty, sb3_crosscheck
 
     # The same code paths as --quick, on grids small enough for the test suite.
-    monkeypatch.setattr(sb3_crosscheck, "grid", lambda quick: [("V8 A1", {"vocab_size": 8, "answer_len": 1}, 2048, 2048)])
+    monkeypatch.setattr(sb3_crosscheck, "grid", lambda quick: [("V8 A1", {"vocab_size": 8, "answer_len": 1}, 2048, 2048, 1)])
     monkeypatch.setattr(sb3_crosscheck, "PRETRAINING", {"demonstrations": 256, "epochs": 1, "batch_size": 64})
     monkeypatch.setattr(pretraining_difficulty, "WORLDS", pretraining_difficulty.WORLDS[:1])
     difficulty, throughput = pretraining_difficulty.run, env_throughput.run
@@ -33,7 +33,7 @@ def test_the_crosscheck_resumes_finished_runs_from_its_cache(tmp_path, monkeypat
     from benchmarks import sb3_crosscheck
 
     monkeypatch.setattr(sb3_crosscheck, "RESULTS", tmp_path)
-    monkeypatch.setattr(sb3_crosscheck, "grid", lambda quick: [("V8 A1", {"vocab_size": 8, "answer_len": 1}, 1024, 1024)])
+    monkeypatch.setattr(sb3_crosscheck, "grid", lambda quick: [("V8 A1", {"vocab_size": 8, "answer_len": 1}, 1024, 1024, 1)])
     monkeypatch.setattr(sb3_crosscheck, "PRETRAINING", {"demonstrations": 128, "epochs": 1, "batch_size": 64})
     cache = tmp_path / "runs.jsonl"
     first = sb3_crosscheck.run(quick=True, cache=cache)
