@@ -90,9 +90,12 @@ def make_demonstrations(kernel: DialogueKernel, n: int, *, seed: int = 0, noise:
     noisy = draws[..., 0] < noise
     filler = np.array(task.filler_ids, np.int64)
     verbose = noisy & (draws[..., 1] < 0.5) & (len(filler) > 0)
-    wrong = noisy & ~verbose
-    # A wrong answer is the reference of the same turn in the previous demonstration.
+    # A wrong answer is the reference of the same turn in the previous demonstration, or of its
+    # first turn where it had fewer turns (never an empty answer).
     other, other_len = np.roll(answers, 1, axis=0), np.roll(answer_len, 1, axis=0)
+    short = other_len == 0
+    other[short], other_len[short] = np.broadcast_to(other[:, :1], other.shape)[short], np.broadcast_to(other_len[:, :1], short.shape)[short]
+    wrong = noisy & ~verbose
     answers[wrong], answer_len[wrong] = other[wrong], other_len[wrong]
     if len(filler):
         long_answers, long_len = concat_ragged(
@@ -103,7 +106,19 @@ def make_demonstrations(kernel: DialogueKernel, n: int, *, seed: int = 0, noise:
         long_answers, long_len = long_answers[:, :room].reshape(n, turns, room), np.minimum(long_len, room).reshape(n, turns)
         answers[verbose], answer_len[verbose] = long_answers[verbose], long_len[verbose]
 
+    if kernel.respond is not None:
+        # An interactive task's later turns follow from what was said, so a demonstration ends with
+        # its first imperfect answer, and the task itself judges each answer.
+        changed = (wrong | verbose) & (np.arange(turns)[None, :] < episodes.n_turns[:, None])
+        first = np.where(changed.any(1), changed.argmax(1) + 1, episodes.n_turns)
+        episodes.n_turns = np.minimum(episodes.n_turns, first)
     live = np.arange(turns)[None, :] < episodes.n_turns[:, None]
+    if kernel.respond is not None:
+        correct = np.zeros((n, turns), bool)
+        for t in range(turns):
+            reply = kernel.respond(split, index, answers, np.where(live, answer_len, 0), np.full(n, t))
+            correct[:, t] = reply.correct & live[:, t]
+        return _assemble(episodes, answers, answer_len, live, correct, index, tokenizer)
     scores = np.zeros((n, turns))
     for t in range(turns):
         batch = AnswerBatch(
@@ -113,8 +128,13 @@ def make_demonstrations(kernel: DialogueKernel, n: int, *, seed: int = 0, noise:
         )  # fmt: skip
         scores[:, t] = (kernel.reward_fn if kernel.correct_fn is None else kernel.correct_fn)(batch)
     correct = (scores >= kernel.success_reward) & live
+    return _assemble(episodes, answers, answer_len, live, correct, index, tokenizer)
 
-    # Interleave user segments and answers (each answer closed by EOS); unused turns are empty.
+
+def _assemble(episodes, answers: np.ndarray, answer_len: np.ndarray, live: np.ndarray, correct: np.ndarray,
+              index: np.ndarray, tokenizer: Tokenizer) -> Demonstrations:  # fmt: skip
+    """Interleave user segments and answers (each answer closed by EOS); unused turns are empty."""
+    n, turns = answer_len.shape
     pieces, is_answer = [], []
     for t in range(turns):
         closed = np.concatenate([answers[:, t], np.full((n, 1), tokenizer.pad_id)], axis=1)
@@ -174,7 +194,8 @@ def task_preferences(kernel: DialogueKernel, n: int, *, seed: int = 0, split: st
     pick = uniform(clean.index, 1, 1)[:, 0]
     chosen, rejected = [], []
     for i in range(n):
-        worse = np.flatnonzero(clean.correct[i] & ~corrupted.correct[i])
+        shown = corrupted.n_turns[i]  # an interactive task's corrupted dialogue ends at its first corruption
+        worse = np.flatnonzero(clean.correct[i, :shown] & ~corrupted.correct[i, :shown])
         if not len(worse):
             continue
         turn = int(worse[min(int(pick[i] * len(worse)), len(worse) - 1)])

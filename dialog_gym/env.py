@@ -51,9 +51,14 @@ class DialogEnv(gym.Env):
     ``reset`` draws the next episode of the split from the env's seeded stream, or episode
     ``options["index"]`` of the split.
 
+    Interactive tasks (``TwentyQuestions-v0``, ``CustomerService-v0``) score each turn themselves
+    and write the user's next turn from the agent's answer.
+
     ## Episode End
-    *Terminated* when the last answer ends with EOS; *truncated* when an answer reaches
-    ``max_answer_tokens`` without EOS (``info["truncated_by"] == "max_answer_tokens"``).
+    *Terminated* when the last answer ends with EOS (for an interactive task: after its final
+    move, a guess or a booking); *truncated* when an answer reaches ``max_answer_tokens`` without
+    EOS (``info["truncated_by"] == "max_answer_tokens"``) or an interactive task runs out of turns
+    (``"max_turns"``).
 
     ## Info
     Every step: ``action_mask`` (int8, V), ``expert_action`` (the reference's next token),

@@ -140,7 +140,7 @@ def twenty_questions(**kwargs: Any) -> DialogEnv:
     one (``info["truncated_by"] == "max_turns"``) or an utterance runs past its token limit.
 
     ## Arguments
-    ``n_candidates=8`` (2 to 25), ``max_questions=10``, ``question_cost=0.05``, plus the common env
+    ``n_candidates=8`` (2 to 24), ``max_questions=10``, ``question_cost=0.05``, plus the common env
     arguments. ``info["expert_action"]`` follows a scripted expert that halves the possible
     animals with each question.
     """

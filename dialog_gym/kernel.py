@@ -287,6 +287,9 @@ class DialogueKernel:
             (reply.segment, reply.segment_len, self.ahead.segments, self.ahead.segment_len),
             (reply.reference, reply.reference_len, self.ahead.references, self.ahead.reference_len),
         ):
+            if tokens.shape[1] > target.shape[2] and lengths[moving_on].max(initial=0) > target.shape[2]:
+                raise ValueError(f"the task replied with {lengths[moving_on].max()} tokens, more than its limits allow "
+                                 f"({target.shape[2]}); raise the task's EpisodeLimits")  # fmt: skip
             width = min(tokens.shape[1], target.shape[2])
             target[slot, nxt] = self.tokenizer.pad_id
             target[slot, nxt, :width] = tokens[moving_on, :width]

@@ -32,7 +32,7 @@ REFERENCE_SCORES: dict[str, dict[str, dict[str, float]]] = {
         "oracle": {"mean_return": 0.8487, "answer_accuracy": 1.0, "success_rate": 1.0},
     },
     "CustomerService-v0": {
-        "random": {"mean_return": -0.0657, "answer_accuracy": 0.0, "success_rate": 0.0},
+        "random": {"mean_return": -0.0552, "answer_accuracy": 0.0, "success_rate": 0.0},
         "oracle": {"mean_return": 0.9009, "answer_accuracy": 1.0, "success_rate": 1.0},
     },
 }

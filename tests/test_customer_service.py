@@ -28,7 +28,7 @@ def last_user_line(env) -> str:
 
 
 def test_the_customer_answers_every_question_from_its_goal():
-    env = gym.make("CustomerService-v0", max_turns=16)
+    env = gym.make("CustomerService-v0", max_turns=16, reveal=0.0)
     phrasings = set()
     for seed in range(6):
         env.reset(seed=seed)
@@ -65,6 +65,15 @@ def test_anything_else_gets_sorry_and_the_expert_still_books_right():
         if terminated or truncated:
             break
     assert reward == 1.0 and info["dialogue"]["success"] and info["dialogue"]["correct"] == info["dialogue"]["answers"] - 1
+
+
+def test_a_booking_must_name_all_four_slots_and_asking_twice_is_no_progress():
+    env = gym.make("CustomerService-v0", reveal=0.0)
+    env.reset(seed=0)
+    obs, reward, terminated, truncated, info = say(env, "book")
+    assert not terminated and last_user_line(env) == "sorry ?"
+    assert say(env, "where ?")[4]["answer_correct"]
+    assert not say(env, "where ?")[4]["answer_correct"]
 
 
 def test_running_out_of_turns_truncates():

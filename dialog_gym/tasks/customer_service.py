@@ -5,7 +5,8 @@ Its opening request states a random part of it, worded from a seeded grammar ("h
 like to book a table for four on friday ."). The agent asks for what is missing with the four
 questions "which day ?", "what time ?", "where ?" and "how many people ?"; the customer answers in
 one of several phrasings ("around seven ." / "at seven ." / "seven please ."). The agent ends the
-episode by booking: "book DAY TIME PLACE PEOPLE". Anything else gets "sorry ?".
+episode by booking: "book" and four words, "book DAY TIME PLACE PEOPLE". Anything else gets
+"sorry ?". A turn counts as correct when it asks for a slot not known yet or books the goal.
 
 Reward: +1 for a booking that matches the goal, -1 for one that does not, and ``-turn_cost`` for
 every other turn. The reference answer of every turn is a scripted agent's move given the dialogue
@@ -209,13 +210,14 @@ class CustomerServiceTask:
             asked, _ = self._parse(answers[:, t], answer_len[:, t])
             known[rows[(asked >= 0) & (t < turn)], asked[(asked >= 0) & (t < turn)]] = True
         asked, booked = self._parse(answers[rows, turn], answer_len[rows, turn])
-        booking = answers[rows, turn, 0] == self._id[BOOK]
+        booking = (answer_len[rows, turn] == 1 + len(SLOTS)) & (answers[rows, turn, 0] == self._id[BOOK])
         right = booking & (booked == goal).all(1)
         reward = np.where(booking, np.where(right, 1.0, -1.0), -self.turn_cost)
+        new = (asked >= 0) & ~known[rows, np.maximum(asked, 0)]  # a good question asks for a missing slot
         known[rows[asked >= 0], asked[asked >= 0]] = True
         segment, segment_len = self._answer(keys, turn, asked, goal)
         reference, reference_len = self.expert_move(known, goal)
-        return Reply(reward, (asked >= 0) | right, booking, right, segment, segment_len, reference, reference_len)
+        return Reply(reward, new | right, booking, right, segment, segment_len, reference, reference_len)
 
     def episodes(self, split: str, index: np.ndarray) -> Episodes:
         """Each episode played by the scripted agent: opening, questions for missing slots, booking."""

@@ -4,7 +4,8 @@ Each episode shows ``n_candidates`` animals and hides one of them. The agent ask
 questions about attributes ("is it furry ?") and the env, playing the user, answers from the
 knowledge table ("<user> yes . <agent>"); the agent ends the game with a guess ("guess owl").
 A right guess earns +1, a wrong one -1, every question costs ``question_cost`` and an utterance
-that is neither a question nor a guess costs as much and gets "what ?" back.
+that is neither a question nor a guess costs as much and gets "what ?" back. A move counts as
+correct when it is the right guess or a question that rules out an animal still possible.
 
 The reference answer of every turn is a scripted expert's move given the dialogue so far: the
 question that splits the animals still possible most evenly, or the guess once one is left.
@@ -49,8 +50,9 @@ class TwentyQuestionsTask:
     filler_ids: tuple[int, ...] = ()
 
     def __init__(self, n_candidates: int = 8, max_questions: int = 10, question_cost: float = 0.05) -> None:
-        if isinstance(n_candidates, bool) or not isinstance(n_candidates, int) or not 2 <= n_candidates <= len(NAMES):
-            raise ValueError(f"n_candidates must be an integer in [2, {len(NAMES)}], got {n_candidates!r}")
+        most = len(NAMES) - 1  # with every animal a candidate there would be one set, in one split only
+        if isinstance(n_candidates, bool) or not isinstance(n_candidates, int) or not 2 <= n_candidates <= most:
+            raise ValueError(f"n_candidates must be an integer in [2, {most}], got {n_candidates!r}")
         if isinstance(max_questions, bool) or not isinstance(max_questions, int) or not n_candidates - 1 <= max_questions <= 64:
             raise ValueError(
                 f"max_questions must be an integer in [{n_candidates - 1}, 64] (enough to tell {n_candidates} "
@@ -160,10 +162,12 @@ class TwentyQuestionsTask:
         right = guessed & (animal == hidden)
         reward = np.where(guessed, np.where(right, 1.0, -1.0), -self.question_cost)
         same = TABLE[:, np.maximum(attribute, 0)].T == TABLE[hidden, np.maximum(attribute, 0)][:, None]
+        before = possible.sum(1)
         possible &= ~asked[:, None] | same
+        informative = asked & (possible.sum(1) < before)  # a good question rules out an animal still possible
         segment, segment_len = self._user_line(self._answer_word(hidden, attribute))
         reference, reference_len = self.expert_move(possible)
-        return Reply(reward, asked | right, guessed, right, segment, segment_len, reference, reference_len)
+        return Reply(reward, informative | right, guessed, right, segment, segment_len, reference, reference_len)
 
     def episodes(self, split: str, index: np.ndarray) -> Episodes:
         """Each game played by the expert: the opening, the user's replies, the expert's moves."""
