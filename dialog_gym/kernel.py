@@ -64,6 +64,8 @@ class DialogueKernel:
         if self.respond is not None and reward is not None:
             raise ValueError(f"this task scores the agent's turns itself; reward={reward!r} cannot replace its reward")
         self.reward_name = reward if isinstance(reward, str) else (task.default_reward if reward is None else "custom")
+        if self.respond is not None:
+            self.reward_name = "the task's own"
         self.reward_fn: BatchReward = resolve_reward(task.default_reward if reward is None else reward, task.tokenizer)
         # A learned reward says nothing about correctness: answers are then judged by the task's own
         # metric, so the true accuracy is reported next to the learned reward.
