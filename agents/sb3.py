@@ -1,8 +1,10 @@
 """Stable-Baselines3 on dialog_gym envs: the independent cross-check of our PPO.
 
-SB3 sees the env exactly as any Gymnasium user does: ``make_vec_env`` over the registered single
-env, its ``MlpPolicy`` on the one-hot encoded ``MultiDiscrete`` observation. Its models are scored
-by the same ``dialog_gym.evaluate`` as ours, through ``sb3_agent``.
+SB3 sees the env as any Gymnasium user does: ``make_vec_env`` over the registered single env,
+its ``MlpPolicy`` on the one-hot encoded ``MultiDiscrete`` observation, with
+``dialog_gym.wrappers.TerminateAtAnswerLimit`` so that it does not bootstrap answers cut at the
+token limit as it would a time limit. Its models are scored by the same ``dialog_gym.evaluate``
+as ours, through ``sb3_agent``.
 """
 
 from __future__ import annotations

@@ -1,9 +1,11 @@
 """The cross-check: our PPO against Stable-Baselines3's PPO on DialogQA-Toy-v0, side by side.
 
 For every setting (vocabulary size x answer length, 32 questions or all of them when fewer exist)
-and seed, three agents get the same env-step budget: SB3's PPO with its defaults (``MlpPolicy`` on
-one-hot observations, 8 envs through ``make_vec_env``), our PPO with the Transformer from scratch,
-and our PPO after pretraining on noisy demonstrations. Along the way each is scored by
+and seed, four agents get the same env-step budget: SB3's PPO with its defaults (``MlpPolicy`` on
+one-hot observations, 8 envs through ``make_vec_env``) with the answer limit reported as a
+termination (``TerminateAtAnswerLimit``), the same SB3 PPO on the env as registered (it then
+bootstraps answers cut at the limit and learns not to end them), our PPO with the Transformer from
+scratch, and our PPO after pretraining on noisy demonstrations. Along the way each is scored by
 ``dialog_gym.evaluate`` on the same test episodes with its greedy policy; the table reports the env
 steps to reach 90% success, the final success, the training wall time (evaluations left out) and
 env steps per second. A last run pits them on the full table at vocabulary 16 (169 questions).
@@ -40,6 +42,8 @@ RESULTS = Path(__file__).parent / "results"
 SCRATCH_PPO = {"learning_rate": 3e-4, "anneal_lr": False, "update_epochs": 10, "num_minibatches": 8, "vf_coef": 2.0}
 ENTROPY = {8: 0.1, 16: 0.1, 32: 0.07, 64: 0.05}
 PRETRAINING = {"demonstrations": 8192, "epochs": 2, "batch_size": 64}
+BOOTSTRAPPING = "SB3 PPO, bootstrapping the answer limit"
+COLORS = {"SB3 PPO": "tab:orange", BOOTSTRAPPING: "tab:gray", "ours, from scratch": "tab:blue", "ours, pretrained": "tab:green"}
 
 
 @dataclass
@@ -61,19 +65,24 @@ def greedy_success(agent, env_args: dict, episodes: int = EVAL_EPISODES) -> floa
     return dialog_gym.evaluate(agent, "DialogQA-Toy-v0", episodes=episodes, seed=EVAL_SEED, **env_args)["success_rate"]
 
 
-def run_sb3(env_args: dict, seed: int, budget: int, every: int, label: str) -> Result:
+def run_sb3(env_args: dict, seed: int, budget: int, every: int, label: str, bootstrap_limit: bool = False) -> Result:
+    """SB3's PPO with its defaults; ``bootstrap_limit`` leaves out ``TerminateAtAnswerLimit`` (SB3 then
+    bootstraps answers that hit the token limit, which stops it from learning to end them)."""
     from stable_baselines3 import PPO
     from stable_baselines3.common.env_util import make_vec_env
 
     from agents.sb3 import EvaluationCurve, sb3_agent
+    from dialog_gym.wrappers import TerminateAtAnswerLimit
 
-    envs = make_vec_env("DialogQA-Toy-v0", n_envs=8, seed=seed, env_kwargs=env_args)
+    wrapper = None if bootstrap_limit else TerminateAtAnswerLimit
+    envs = make_vec_env("DialogQA-Toy-v0", n_envs=8, seed=seed, env_kwargs=env_args, wrapper_class=wrapper)
     model = PPO("MlpPolicy", envs, seed=seed, device="cpu", verbose=0)
     curve = EvaluationCurve("DialogQA-Toy-v0", env_args, every=every, episodes=EVAL_EPISODES, seed=EVAL_SEED)
     model.learn(total_timesteps=budget, callback=curve)
     seconds = curve.training_seconds
     curve.record()
-    result = Result("SB3 PPO", label, seed, [(p["env_steps"], p["success_rate"]) for p in curve.points])
+    name = BOOTSTRAPPING if bootstrap_limit else "SB3 PPO"
+    result = Result(name, label, seed, [(p["env_steps"], p["success_rate"]) for p in curve.points])
     result.final_success = greedy_success(sb3_agent(model), env_args, 1000)
     result.seconds, result.env_steps = seconds, model.num_timesteps
     return result
@@ -134,6 +143,11 @@ class RunCache:
             with self.path.open("a") as file:
                 file.write(json.dumps({"key": key, "result": dataclasses.asdict(result)}) + "\n")
         return result
+
+
+def _renamed(result: Result, agent: str) -> Result:
+    result.agent = agent
+    return result
 
 
 def spread(values: list[float]) -> str:
@@ -197,7 +211,7 @@ def plot(results: list[Result], path: Path) -> None:
             for r in [r for r in results if r.setting == setting and r.agent == agent]:
                 steps, success = zip(*r.curve)
                 axis.plot(steps, success, label=agent if r.seed == 0 else None,
-                          color={"SB3 PPO": "tab:orange", "ours, from scratch": "tab:blue"}.get(agent, "tab:green"), alpha=0.8)  # fmt: skip
+                          color=COLORS[agent], alpha=0.8)
         axis.set_title(setting)
         axis.set_xlabel("env steps")
         axis.set_ylim(-0.02, 1.02)
@@ -235,7 +249,10 @@ def run(quick: bool = False, seeds: int | None = None, full_table: bool | None =
 
     def agents(env_args: dict, seed: int, budget: int, every: int, label: str) -> list[Result]:
         return [
-            runs.get(runs.key("sb3", label, seed, budget, every), lambda: run_sb3(env_args, seed, budget, every, label)),
+            runs.get(runs.key("sb3-terminate-at-limit", label, seed, budget, every),
+                     lambda: run_sb3(env_args, seed, budget, every, label)),
+            _renamed(runs.get(runs.key("sb3", label, seed, budget, every),
+                              lambda: run_sb3(env_args, seed, budget, every, label, bootstrap_limit=True)), BOOTSTRAPPING),
             runs.get(runs.key("scratch", label, seed, budget, every),
                      lambda: run_ours(env_args, seed, budget, every, label, pretrain=False)),
             runs.get(runs.key("pretrained", label, seed, budget, every),

@@ -1,4 +1,5 @@
-"""RLHF reward shaping as Gymnasium wrappers, so any agent trains on the rewards our PPO sees.
+"""RLHF reward shaping as Gymnasium wrappers, so any agent trains on the rewards our PPO sees,
+and ``TerminateAtAnswerLimit`` for agents that bootstrap truncated episodes.
 
 Each wrapper changes the reward of a token env and reports its part under
 ``info["reward_components"]`` (a dict shared by stacked wrappers; ``"env"`` holds the env's own
@@ -110,3 +111,20 @@ class KLPenalty(_Shaping):
         reference = self._log_prob(self.reference, before, action)
         own = 0.0 if self.policy is None else self._log_prob(self.policy, before, action)
         return -self.beta * (own - reference)
+
+
+class TerminateAtAnswerLimit(gym.Wrapper):
+    """Reports an answer that hit ``max_answer_tokens`` as *terminated* instead of *truncated*.
+
+    Agents such as Stable-Baselines3's bootstrap a truncated episode with the value of its last
+    observation, as is right for a time limit. Here the limit is part of the task: the answer is
+    over and scored, and nothing follows it, so its value is zero. Bootstrapping it makes running
+    into the limit look better than ending with EOS, and such agents learn never to end their
+    answers. Our PPO treats the limit this way by itself.
+    """
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        if truncated and info.get("truncated_by") == "max_answer_tokens":
+            terminated, truncated = True, False
+        return obs, reward, terminated, truncated, info

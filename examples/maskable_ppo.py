@@ -15,11 +15,13 @@ from stable_baselines3.common.env_util import make_vec_env
 
 import dialog_gym  # noqa: F401
 from agents.sb3 import sb3_agent
+from dialog_gym.wrappers import TerminateAtAnswerLimit
 
 
 def main(steps: int = 200_000, seed: int = 0, env_id: str = "DialogQA-Toy-v0", env_kwargs: dict | None = None) -> dict[str, float]:
     env_kwargs = env_kwargs or {"vocab_size": 16, "answer_len": 1}
-    envs = make_vec_env(env_id, n_envs=8, seed=seed, env_kwargs=env_kwargs)  # MaskablePPO calls envs.env_method("action_masks")
+    # MaskablePPO calls envs.env_method("action_masks"); the answer limit must not be bootstrapped.
+    envs = make_vec_env(env_id, n_envs=8, seed=seed, env_kwargs=env_kwargs, wrapper_class=TerminateAtAnswerLimit)
     model = MaskablePPO("MlpPolicy", envs, seed=seed, device="cpu", verbose=0)
     model.learn(total_timesteps=steps)
     return dialog_gym.evaluate(sb3_agent(model, masked=True), env_id, episodes=500, seed=seed, **env_kwargs)

@@ -12,13 +12,16 @@ from stable_baselines3.common.env_util import make_vec_env
 
 import dialog_gym  # noqa: F401  (registers the env ids)
 from agents.sb3 import sb3_agent
+from dialog_gym.wrappers import TerminateAtAnswerLimit
 
 ALGORITHMS = {"PPO": PPO, "A2C": A2C, "DQN": DQN}
 
 
 def main(algo: str = "PPO", steps: int = 100_000, seed: int = 0, env_kwargs: dict | None = None) -> dict[str, float]:
     env_kwargs = env_kwargs or {"vocab_size": 16, "answer_len": 1}
-    envs = make_vec_env("DialogQA-Toy-v0", n_envs=1 if algo == "DQN" else 8, seed=seed, env_kwargs=env_kwargs)
+    # The answer limit ends an answer for good: SB3 must not bootstrap it as it would a time limit.
+    envs = make_vec_env("DialogQA-Toy-v0", n_envs=1 if algo == "DQN" else 8, seed=seed, env_kwargs=env_kwargs,
+                        wrapper_class=TerminateAtAnswerLimit)
     model = ALGORITHMS[algo]("MlpPolicy", envs, seed=seed, device="cpu", verbose=0)  # one-hot observations
     model.learn(total_timesteps=steps)
     return dialog_gym.evaluate(sb3_agent(model), "DialogQA-Toy-v0", episodes=500, seed=seed, **env_kwargs)

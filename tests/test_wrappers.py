@@ -103,3 +103,17 @@ def test_stepping_before_reset_and_infinite_log_probs_are_named():
     kl.reset(seed=0)
     with pytest.raises(ValueError, match="gave -inf for token 4"):
         kl.step(4)
+
+
+def test_the_answer_limit_becomes_a_termination_for_bootstrapping_agents():
+    from dialog_gym.wrappers import TerminateAtAnswerLimit
+
+    env = TerminateAtAnswerLimit(gym.make("DialogQA-Toy-v0", vocab_size=8, answer_len=1))
+    env.reset(seed=0)
+    env.step(5)
+    obs, reward, terminated, truncated, info = env.step(5)  # two tokens without EOS: the limit
+    assert terminated and not truncated and info["truncated_by"] == "max_answer_tokens"
+    env.reset(seed=0)
+    env.step(5)
+    obs, reward, terminated, truncated, info = env.step(env.unwrapped.tokenizer.eos_id)
+    assert terminated and not truncated
