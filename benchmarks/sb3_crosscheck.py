@@ -247,12 +247,14 @@ def run(quick: bool = False, seeds: int | None = None, full_table: bool | None =
     """
     runs = RunCache(cache)
 
-    def agents(env_args: dict, seed: int, budget: int, every: int, label: str) -> list[Result]:
+    def agents(env_args: dict, seed: int, budget: int, every: int, label: str, bootstrapping: bool = True) -> list[Result]:
+        bootstrapped = [_renamed(runs.get(runs.key("sb3", label, seed, budget, every),
+                                          lambda: run_sb3(env_args, seed, budget, every, label, bootstrap_limit=True)),
+                                 BOOTSTRAPPING)] if bootstrapping else []  # fmt: skip
         return [
             runs.get(runs.key("sb3-terminate-at-limit", label, seed, budget, every),
                      lambda: run_sb3(env_args, seed, budget, every, label)),
-            _renamed(runs.get(runs.key("sb3", label, seed, budget, every),
-                              lambda: run_sb3(env_args, seed, budget, every, label, bootstrap_limit=True)), BOOTSTRAPPING),
+            *bootstrapped,
             runs.get(runs.key("scratch", label, seed, budget, every),
                      lambda: run_ours(env_args, seed, budget, every, label, pretrain=False)),
             runs.get(runs.key("pretrained", label, seed, budget, every),
@@ -269,7 +271,7 @@ def run(quick: bool = False, seeds: int | None = None, full_table: bool | None =
     report = [table(results), "", ratios(results)]
     if full_table if full_table is not None else not quick:
         args = {"vocab_size": 16, "answer_len": 3, "n_questions": 0}
-        full = agents(args, 0, 1_000_000, 50_000, "V16 A3, all 169 questions")
+        full = agents(args, 0, 1_000_000, 50_000, "V16 A3, all 169 questions", bootstrapping=False)
         plot(full, RESULTS / "sb3_full_table.png")
         report += ["", table(full)]
     return "\n".join(report)
