@@ -118,8 +118,8 @@ def run_ours(env_args: dict, seed: int, budget: int, every: int, label: str, pre
 class RunCache:
     """Finished runs keyed by agent, setting, seed, budget and the agents' settings, one JSON line each."""
 
-    def __init__(self, path: Path | None) -> None:
-        self.path = path
+    def __init__(self, path: Path | None, compute: bool = True) -> None:
+        self.path, self.compute = path, compute
         self.runs: dict[str, dict] = {}
         if path is not None and path.exists():
             for line in path.read_text().splitlines():
@@ -132,11 +132,14 @@ class RunCache:
         settings = json.dumps([SCRATCH_PPO, ENTROPY, PRETRAINING, EVAL_EPISODES, EVAL_SEED], sort_keys=True)
         return f"{agent}|{label}|{seed}|{budget}|{every}|{hashlib.sha256(settings.encode()).hexdigest()[:12]}"
 
-    def get(self, key: str, compute) -> Result:
+    def get(self, key: str, compute) -> Result | None:
+        """The cached run, or ``compute()``'s (then cached); None if absent and computing is off."""
         if key in self.runs:
             stored = dict(self.runs[key])
             stored["curve"] = [tuple(point) for point in stored["curve"]]
             return Result(**stored)
+        if not self.compute:
+            return None
         result = compute()
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -145,8 +148,9 @@ class RunCache:
         return result
 
 
-def _renamed(result: Result, agent: str) -> Result:
-    result.agent = agent
+def _renamed(result: Result | None, agent: str) -> Result | None:
+    if result is not None:
+        result.agent = agent
     return result
 
 
@@ -186,15 +190,19 @@ def ratios(results: list[Result]) -> str:
             return statistics.mean(values) if values else None
 
         ours, sb3 = mean_of("ours, from scratch", lambda r: r.steps_to_90), mean_of("SB3 PPO", lambda r: r.steps_to_90)
-        sb3_budget = mean_of("SB3 PPO", lambda r: r.env_steps)
+        sb3_budget = mean_of("SB3 PPO", lambda r: r.env_steps) or 0
         if ours and sb3:
             steps = f"{ours / sb3:.2f}"
-        elif ours:  # SB3 needs more than its whole budget, so the ratio is below ours / budget
+        elif ours and sb3_budget:  # SB3 needs more than its whole budget, so the ratio is below ours / budget
             steps = f"< {ours / sb3_budget:.2f} (SB3 not at 90% after {sb3_budget:,.0f})"
         else:
             steps = "-"
-        time_ratio = mean_of("ours, from scratch", lambda r: r.seconds) / mean_of("SB3 PPO", lambda r: r.seconds)
-        lines.append(f"| {setting} | {steps} | {time_ratio:.2f} |")
+        ours_seconds, sb3_seconds = mean_of("ours, from scratch", lambda r: r.seconds), mean_of("SB3 PPO", lambda r: r.seconds)
+        if ours_seconds is None or sb3_seconds is None:
+            steps, seconds = "not run", "-"
+        else:
+            seconds = f"{ours_seconds / sb3_seconds:.2f}"
+        lines.append(f"| {setting} | {steps} | {seconds} |")
     return "\n".join(lines)
 
 
@@ -239,19 +247,21 @@ def grid(quick: bool) -> list[tuple[str, dict, int, int, int]]:
     return settings
 
 
-def run(quick: bool = False, seeds: int | None = None, full_table: bool | None = None, cache: Path | None = None) -> str:
+def run(quick: bool = False, seeds: int | None = None, full_table: bool | None = None, cache: Path | None = None,
+        cached_only: bool = False) -> str:
     """Run the grid (``seeds`` per setting, or the grid's own); returns the markdown report and writes the PNG
     into benchmarks/results/.
 
-    ``cache`` (a JSON-lines file) keeps finished runs so that an interrupted grid resumes.
+    ``cache`` (a JSON-lines file) keeps finished runs so that an interrupted grid resumes; with
+    ``cached_only`` the report shows the cached runs and runs nothing.
     """
-    runs = RunCache(cache)
+    runs = RunCache(cache, compute=not cached_only)
 
     def agents(env_args: dict, seed: int, budget: int, every: int, label: str, bootstrapping: bool = True) -> list[Result]:
         bootstrapped = [_renamed(runs.get(runs.key("sb3", label, seed, budget, every),
                                           lambda: run_sb3(env_args, seed, budget, every, label, bootstrap_limit=True)),
                                  BOOTSTRAPPING)] if bootstrapping else []  # fmt: skip
-        return [
+        found = [
             runs.get(runs.key("sb3-terminate-at-limit", label, seed, budget, every),
                      lambda: run_sb3(env_args, seed, budget, every, label)),
             *bootstrapped,
@@ -260,6 +270,7 @@ def run(quick: bool = False, seeds: int | None = None, full_table: bool | None =
             runs.get(runs.key("pretrained", label, seed, budget, every),
                      lambda: run_ours(env_args, seed, budget, every, label, pretrain=True)),
         ]  # fmt: skip
+        return [result for result in found if result is not None]
 
     results: list[Result] = []
     for label, env_args, budget, every, setting_seeds in grid(quick):
@@ -272,8 +283,9 @@ def run(quick: bool = False, seeds: int | None = None, full_table: bool | None =
     if full_table if full_table is not None else not quick:
         args = {"vocab_size": 16, "answer_len": 3, "n_questions": 0}
         full = agents(args, 0, 1_000_000, 50_000, "V16 A3, all 169 questions", bootstrapping=False)
-        plot(full, RESULTS / "sb3_full_table.png")
-        report += ["", table(full)]
+        if full:
+            plot(full, RESULTS / "sb3_full_table.png")
+            report += ["", table(full)]
     return "\n".join(report)
 
 
@@ -282,9 +294,10 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="2 settings, 1 seed, 30k env steps each")
     parser.add_argument("--seeds", type=int, help="seeds per setting (default: 1 quick; full: 2, and 1 for 3-token answers)")
     parser.add_argument("--no-cache", action="store_true", help="rerun every setting of the full grid")
+    parser.add_argument("--cached-only", action="store_true", help="report the runs in the cache; run nothing")
     args = parser.parse_args()
     cache = None if args.quick or args.no_cache else RESULTS / "sb3_crosscheck_runs.jsonl"
-    print(run(args.quick, args.seeds, cache=cache))
+    print(run(args.quick, args.seeds, cache=cache, cached_only=args.cached_only))
 
 
 if __name__ == "__main__":
