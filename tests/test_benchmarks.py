@@ -17,8 +17,9 @@ def test_the_suite_writes_results_and_pngs(tmp_path, monkeypatch):
     difficulty, throughput = pretraining_difficulty.run, env_throughput.run
     monkeypatch.setattr(pretraining_difficulty, "run", lambda quick: difficulty(steps=40, every=20))
     monkeypatch.setattr(env_throughput, "run", lambda quick: throughput(quick=True, seconds=0.05))
-    monkeypatch.setattr(main_job, "QUICK_CONFIG", main_job.QUICK_CONFIG.replace("20000", "1000").replace("4000", "500"))
-    small = {"pairs": "200", "epochs": "1", "config": main_job.QUICK_CONFIG.replace("20000", "1000").replace("4000", "500")}
+    tiny = main_job.QUICK_CONFIG.replace("20000", "1000").replace("4000", "500").replace("eval_episodes: 200", "eval_episodes: 20")
+    monkeypatch.setattr(main_job, "QUICK_CONFIG", tiny)
+    small = {"pairs": "200", "epochs": "1", "config": tiny}
     monkeypatch.setattr(learned_reward, "QUICK", small)
     report = suite.main(["--quick", "--out", str(tmp_path)]).read_text()
     for title in ("Env throughput", "PPO throughput", "The main job", "Stable-Baselines3", "learned reward", "How hard is DialogQA-v0"):
