@@ -212,19 +212,26 @@ def plot(results: list[Result], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from matplotlib.ticker import FuncFormatter
+
     settings = list(dict.fromkeys(r.setting for r in results))
-    figure, axes = plt.subplots(1, len(settings), figsize=(4 * len(settings), 3.2), squeeze=False)
-    for axis, setting in zip(axes[0], settings):
+    columns = min(4, len(settings))
+    rows = -(-len(settings) // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(4 * columns, 3.2 * rows), squeeze=False)
+    for axis, setting in zip(axes.flat, settings):
         for agent in dict.fromkeys(r.agent for r in results):
             for r in [r for r in results if r.setting == setting and r.agent == agent]:
                 steps, success = zip(*r.curve)
-                axis.plot(steps, success, label=agent if r.seed == 0 else None,
-                          color=COLORS[agent], alpha=0.8)
+                axis.plot(steps, success, label=agent if r.seed == 0 else None, color=COLORS[agent], alpha=0.8)
         axis.set_title(setting)
         axis.set_xlabel("env steps")
+        axis.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x / 1000:.0f}k"))
         axis.set_ylim(-0.02, 1.02)
         axis.grid(alpha=0.3)
-    axes[0][0].set_ylabel("greedy success (test episodes)")
+    for axis in axes.flat[len(settings) :]:
+        axis.set_visible(False)
+    for row in axes:
+        row[0].set_ylabel("greedy success")
     axes[0][0].legend(fontsize=8)
     figure.tight_layout()
     figure.savefig(path, dpi=100)
