@@ -10,6 +10,7 @@ reference); the env's own reward says which demonstrated answers are correct.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -216,40 +217,24 @@ def _preferences(chosen: list, rejected: list, tokenizer: Tokenizer) -> Preferen
 def read_preferences(path: str, tokenizer: Tokenizer) -> Preferences:
     """Pairs from a JSONL file of ``{"context", "question"?, "chosen", "rejected"}`` lines, encoded the way
     a dataset env shows a dialogue; every malformed line is reported with its number."""
-    import json
-    import os
+    from dialog_gym.tasks.dataset import jsonl_objects
 
     if not os.path.isfile(path):
         raise FileNotFoundError(f"preference file {path!r} does not exist; pass the path of a JSONL file")
-    chosen, rejected, problems = [], [], []
-    with open(path, "rb") as handle:
-        for number, raw in enumerate(handle, start=1):
-            try:
-                line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
-            except UnicodeDecodeError as error:
-                problems.append(f"line {number}: not UTF-8 text ({error.reason} at byte {error.start})")
-                continue
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                problems.append(f"line {number}: not valid JSON ({error.msg} at column {error.colno})")
-                continue
-            if not isinstance(record, dict):
-                problems.append(f"line {number}: expected a JSON object, got {type(record).__name__}")
-                continue
-            fields = ("context", "chosen", "rejected") + (("question",) if "question" in record else ())
-            bad = [f for f in fields if not isinstance(record.get(f), str) or not record[f].strip()]
-            if bad:
-                problems.append(f"line {number}: field {bad[0]!r} must be a non-empty string, got {record.get(bad[0])!r}")
-                continue
-            prompt = [tokenizer.bos_id, *tokenizer.encode(record["context"])]
-            if "question" in record:
-                prompt += [tokenizer.sep_id, tokenizer.user_id, *tokenizer.encode(record["question"])]
-            prompt = [i for i in prompt + [tokenizer.agent_id] if i is not None]
-            chosen.append(prompt + tokenizer.encode(record["chosen"]) + [tokenizer.eos_id])
-            rejected.append(prompt + tokenizer.encode(record["rejected"]) + [tokenizer.eos_id])
+    records, problems = jsonl_objects(path)
+    chosen, rejected = [], []
+    for number, record in records:
+        fields = ("context", "chosen", "rejected") + (("question",) if "question" in record else ())
+        bad = [f for f in fields if not isinstance(record.get(f), str) or not record[f].strip()]
+        if bad:
+            problems.append(f"line {number}: field {bad[0]!r} must be a non-empty string, got {record.get(bad[0])!r}")
+            continue
+        prompt = [tokenizer.bos_id, *tokenizer.encode(record["context"])]
+        if "question" in record:
+            prompt += [tokenizer.sep_id, tokenizer.user_id, *tokenizer.encode(record["question"])]
+        prompt = [i for i in prompt + [tokenizer.agent_id] if i is not None]
+        chosen.append(prompt + tokenizer.encode(record["chosen"]) + [tokenizer.eos_id])
+        rejected.append(prompt + tokenizer.encode(record["rejected"]) + [tokenizer.eos_id])
     if problems:
         shown = problems[:20] + ([f"... and {len(problems) - 20} more"] if len(problems) > 20 else [])
         raise ValueError(f"{path}: {len(problems)} malformed line(s):\n  " + "\n  ".join(shown))

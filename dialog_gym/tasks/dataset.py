@@ -56,7 +56,25 @@ def read_jsonl(path: str | os.PathLike[str]) -> list[Example]:
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"dataset file {path!r} does not exist; pass the path of a JSONL file")
-    examples, problems = [], []
+    records, problems = jsonl_objects(path)
+    examples = []
+    for number, record in records:
+        try:
+            examples.append(_parse_record(record, number))
+        except ValueError as error:
+            problems.append(f"line {number}: {error}")
+    if problems:
+        shown = problems[:20] + ([f"... and {len(problems) - 20} more"] if len(problems) > 20 else [])
+        raise DatasetError(f"{path}: {len(problems)} malformed line(s):\n  " + "\n  ".join(shown))
+    if not examples:
+        raise DatasetError(f"{path}: the file holds no examples; expected one JSON object per line")
+    return examples
+
+
+def jsonl_objects(path: str) -> tuple[list[tuple[int, dict]], list[str]]:
+    """Every non-blank line of a UTF-8 JSONL file (a BOM allowed) as ``(line number, object)``, and a
+    one-line problem for each line that is not UTF-8, not JSON or not a JSON object."""
+    records, problems = [], []
     with open(path, "rb") as handle:
         for number, raw_bytes in enumerate(handle, start=1):
             try:
@@ -67,24 +85,18 @@ def read_jsonl(path: str | os.PathLike[str]) -> list[Example]:
             if not raw.strip():
                 continue
             try:
-                examples.append(_parse_line(raw, number))
-            except ValueError as error:
-                problems.append(f"line {number}: {error}")
-    if problems:
-        shown = problems[:20] + ([f"... and {len(problems) - 20} more"] if len(problems) > 20 else [])
-        raise DatasetError(f"{path}: {len(problems)} malformed line(s):\n  " + "\n  ".join(shown))
-    if not examples:
-        raise DatasetError(f"{path}: the file holds no examples; expected one JSON object per line")
-    return examples
+                record = json.loads(raw)
+            except json.JSONDecodeError as error:
+                problems.append(f"line {number}: not valid JSON ({error.msg} at column {error.colno})")
+                continue
+            if not isinstance(record, dict):
+                problems.append(f"line {number}: expected a JSON object, got {type(record).__name__}")
+                continue
+            records.append((number, record))
+    return records, problems
 
 
-def _parse_line(raw: str, number: int) -> Example:
-    try:
-        record = json.loads(raw)
-    except json.JSONDecodeError as error:
-        raise ValueError(f"not valid JSON ({error.msg} at column {error.colno})") from None
-    if not isinstance(record, dict):
-        raise ValueError(f"expected a JSON object, got {type(record).__name__}")
+def _parse_record(record: dict, number: int) -> Example:
     context = _text(record, "context")
     if "turns" in record:
         if "question" in record or "answer" in record:
