@@ -22,6 +22,12 @@ import numpy as np
 LogProbFunction = Callable[[np.ndarray], np.ndarray]
 
 
+def _non_negative(name: str, value: object) -> float:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not np.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a non-negative finite number, got {value!r}")
+    return float(value)
+
+
 class _Shaping(gym.Wrapper):
     """Adds ``part(obs_before, action, result)`` to the reward and records it under ``name``."""
 
@@ -55,9 +61,7 @@ class LengthPenalty(_Shaping):
 
     def __init__(self, env: gym.Env, cost: float = 0.01) -> None:
         super().__init__(env)
-        if not isinstance(cost, (int, float)) or isinstance(cost, bool) or not np.isfinite(cost) or cost < 0:
-            raise ValueError(f"cost must be a non-negative finite number, got {cost!r}")
-        self.cost, self.eos_id = float(cost), env.unwrapped.tokenizer.eos_id
+        self.cost, self.eos_id = _non_negative("cost", cost), env.unwrapped.tokenizer.eos_id
 
     def part(self, before, action, terminated, truncated, info) -> float:
         return 0.0 if int(action) == self.eos_id else -self.cost
@@ -70,9 +74,7 @@ class MissingEOSPenalty(_Shaping):
 
     def __init__(self, env: gym.Env, penalty: float = 1.0) -> None:
         super().__init__(env)
-        if not isinstance(penalty, (int, float)) or isinstance(penalty, bool) or not np.isfinite(penalty) or penalty < 0:
-            raise ValueError(f"penalty must be a non-negative finite number, got {penalty!r}")
-        self.penalty = float(penalty)
+        self.penalty = _non_negative("penalty", penalty)
 
     def part(self, before, action, terminated, truncated, info) -> float:
         return -self.penalty if info.get("truncated_by") == "max_answer_tokens" else 0.0
@@ -93,9 +95,7 @@ class KLPenalty(_Shaping):
         super().__init__(env)
         if not callable(reference) or (policy is not None and not callable(policy)):
             raise TypeError("reference and policy must be functions from observations (N, L) to log-probabilities (N, V)")
-        if not isinstance(beta, (int, float)) or isinstance(beta, bool) or not np.isfinite(beta) or beta < 0:
-            raise ValueError(f"beta must be a non-negative finite number, got {beta!r}")
-        self.reference, self.policy, self.beta = reference, policy, float(beta)
+        self.reference, self.policy, self.beta = reference, policy, _non_negative("beta", beta)
         self.vocab_size = env.unwrapped.tokenizer.vocab_size
 
     def _log_prob(self, function: LogProbFunction, before: np.ndarray, action: Any) -> float:

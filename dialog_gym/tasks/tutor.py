@@ -31,7 +31,7 @@ import numpy as np
 
 from dialog_gym import random_streams as rs
 from dialog_gym.episodes import EpisodeLimits, Episodes, concat_ragged
-from dialog_gym.tasks.base import check_split
+from dialog_gym.tasks.base import check_split, keys_in_split
 from dialog_gym.tokenizers import CharTokenizer
 
 ADD, SUB, MUL = range(3)
@@ -178,20 +178,8 @@ class TutorTask:
 
     def problems_of(self, split: str, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """The problem of each key, redrawn from derived keys until it lands in ``split``."""
-        want_test = check_split(split) == "test"
-        op, a, b = (np.zeros(len(keys), np.int64) for _ in range(3))
-        wording = np.zeros((len(keys), 2), np.int64)
-        pending = np.arange(len(keys))
-        attempt = np.zeros(len(keys), np.uint64)
-        while len(pending):
-            if attempt.max() >= MAX_ATTEMPTS:
-                raise RuntimeError(f"level {self.level} has no problem in the {split!r} split")
-            drawn = self._draw(rs.episode_index(keys[pending], attempt[pending]), self.level)
-            accepted = self.in_test(*drawn[:3]) == want_test
-            for out, values in zip((op, a, b, wording), drawn):
-                out[pending[accepted]] = values[accepted]
-            pending = pending[~accepted]
-            attempt[pending] += np.uint64(1)
+        in_test = lambda k: self.in_test(*self._draw(k, self.level)[:3])  # noqa: E731
+        op, a, b, wording = self._draw(keys_in_split(keys, split, in_test, limit=MAX_ATTEMPTS), self.level)
         return op, a, b, wording
 
     def _number(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
