@@ -1,7 +1,9 @@
 """Entry points of the registered env ids: build the task, then the single or the vector env.
 
 Constructor arguments go to the task (e.g. ``n_people``, ``vocab_size``, ``dataset``) or to the
-env (``ENV_ARGS``: split, reward, ...); ``gym.make`` and ``gym.make_vec`` pass them through.
+env (``ENV_ARGS``: split, reward, ...); ``gym.make`` and ``gym.make_vec`` pass them through. Every
+env also takes ``tokenizer=``: a Hugging Face tokenizer (or a local directory holding one) makes its
+vocabulary the action space.
 """
 
 from __future__ import annotations
@@ -9,11 +11,13 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from dialog_gym.env import DialogEnv
+from dialog_gym.hf_tokenizer import as_hf_tokenizer, is_hf_tokenizer
 from dialog_gym.tasks.base import Task
 from dialog_gym.tasks.conversation import ConversationTask
 from dialog_gym.tasks.customer_service import CustomerServiceTask
 from dialog_gym.tasks.dataset import JsonlTask
 from dialog_gym.tasks.microworld import MicroWorldTask
+from dialog_gym.tasks.retokenized import RetokenizedTask
 from dialog_gym.tasks.toy import ToyLookupTask
 from dialog_gym.tasks.tutor import TutorTask
 from dialog_gym.tasks.twenty_questions import TwentyQuestionsTask
@@ -40,14 +44,22 @@ def _split_args(kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]
     return env_args, kwargs
 
 
+def _task(make_task: Callable[..., Task], task_args: dict[str, Any]) -> Task:
+    """Build the task; a Hugging Face ``tokenizer=`` (object or local directory) re-writes it in that vocabulary."""
+    if not is_hf_tokenizer(task_args.get("tokenizer")):
+        return make_task(**task_args)
+    tokenizer = as_hf_tokenizer(task_args.pop("tokenizer"))
+    return RetokenizedTask(make_task(**task_args), tokenizer)
+
+
 def _env(make_task: Callable[..., Task], kwargs: dict[str, Any]) -> DialogEnv:
     env_args, task_args = _split_args(kwargs)
-    return DialogEnv(make_task(**task_args), **env_args)
+    return DialogEnv(_task(make_task, task_args), **env_args)
 
 
 def _vector_env(make_task: Callable[..., Task], num_envs: int, kwargs: dict[str, Any]) -> DialogVectorEnv:
     env_args, task_args = _split_args(kwargs)
-    return DialogVectorEnv(make_task(**task_args), num_envs, **env_args)
+    return DialogVectorEnv(_task(make_task, task_args), num_envs, **env_args)
 
 
 def dialog_qa(**kwargs: Any) -> DialogEnv:

@@ -66,11 +66,14 @@ class DialogueKernel:
         self.reward_name = reward if isinstance(reward, str) else (task.default_reward if reward is None else "custom")
         if self.respond is not None:
             self.reward_name = "the task's own"
-        self.reward_fn: BatchReward = resolve_reward(task.default_reward if reward is None else reward, task.tokenizer)
+        # A task may score in its own terms (one re-tokenized for a Hugging Face vocabulary reads the
+        # answers' text with its own tokenizer); otherwise rewards read the env's ids.
+        resolve = getattr(task, "resolve_reward", None) or (lambda r: resolve_reward(r, task.tokenizer))
+        self.reward_fn: BatchReward = resolve(task.default_reward if reward is None else reward)
         # A learned reward says nothing about correctness: answers are then judged by the task's own
         # metric, so the true accuracy is reported next to the learned reward.
         learned = isinstance(reward, str) and reward.startswith(MODEL_PREFIX)
-        self.correct_fn: BatchReward | None = resolve_reward(task.default_reward, task.tokenizer) if learned else None
+        self.correct_fn: BatchReward | None = resolve(task.default_reward) if learned else None
         self.reward_reads_dialogue = bool(getattr(self.reward_fn, "needs_dialogue", False))
         self.shaping = float(shaping)
         self.success_reward = float(success_reward)

@@ -1,0 +1,133 @@
+"""Hugging Face tokenizers seen through dialog_gym's `Tokenizer` protocol.
+
+`HFTokenizer` reads a `transformers` tokenizer without ever changing it. A vocabulary that has no
+padding token of its own (GPT-2's) gets one id past its end, private to the env: observations are
+left-padded with it and the action mask forbids it, so the model never has to know it exists.
+Markers the vocabulary lacks (`<user>`, `<agent>`, `<sep>`) are written as plain text instead.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+__all__ = ["HFTokenizer", "as_hf_tokenizer", "is_hf_tokenizer", "MARKER_TEXT"]
+
+# What stands for a dialog_gym marker when the vocabulary has no token of that name.
+MARKER_TEXT = {"<user>": "\nUser:", "<agent>": "\nAgent:", "<sep>": "\n", "<unk>": " ?"}
+
+
+def is_hf_tokenizer(value: Any) -> bool:
+    """True for a `transformers` tokenizer object, an `HFTokenizer`, or a directory path to load one from."""
+    if isinstance(value, HFTokenizer):
+        return True
+    if isinstance(value, (str, os.PathLike)):
+        return str(value) not in ("word", "char")
+    return hasattr(value, "convert_tokens_to_ids") and hasattr(value, "get_vocab")
+
+
+def as_hf_tokenizer(value: Any) -> HFTokenizer:
+    """Wrap a `transformers` tokenizer, or load one with `AutoTokenizer.from_pretrained` from a local directory."""
+    if isinstance(value, HFTokenizer):
+        return value
+    if isinstance(value, (str, os.PathLike)):
+        path = os.fspath(value)
+        if not os.path.isdir(path):
+            raise ValueError(
+                f"tokenizer={path!r} is not a directory; pass 'word', 'char', a tokenizer object or a local "
+                "directory saved with save_pretrained (dialog-gym tokenizer --out DIR makes one)"
+            )
+        from transformers import AutoTokenizer
+
+        try:
+            value = AutoTokenizer.from_pretrained(path)
+        except (OSError, ValueError) as error:
+            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise ValueError(f"tokenizer directory {path!r} cannot be loaded by AutoTokenizer: {first}") from None
+    return HFTokenizer(value)
+
+
+class HFTokenizer:
+    """A read-only view of a Hugging Face tokenizer with the ids an env needs."""
+
+    def __init__(self, tokenizer: Any) -> None:
+        self.hf = tokenizer
+        self.hf_size = len(tokenizer)
+        vocab = tokenizer.get_vocab()
+        eos = tokenizer.eos_token_id
+        if eos is None:
+            raise ValueError(
+                "this Hugging Face tokenizer has no EOS token, which ends an answer; load or train one that "
+                "sets eos_token (dialog-gym tokenizer does)"
+            )
+        self._eos = int(eos)
+        pad = tokenizer.pad_token_id
+        self._private_pad = pad is None or pad == eos
+        self._pad = self.hf_size if self._private_pad else int(pad)
+        bos = tokenizer.bos_token_id
+        self._bos = None if bos is None or bos == eos else int(bos)
+        unk = tokenizer.unk_token_id
+        self._unk = None if unk is None or unk == eos else int(unk)
+        self._sep = vocab.get("<sep>", tokenizer.sep_token_id)
+        self._user = vocab.get("<user>")
+        self._agent = vocab.get("<agent>")
+        self.name = getattr(tokenizer, "name_or_path", "") or type(tokenizer).__name__
+
+    @property
+    def vocab_size(self) -> int:
+        return self.hf_size + int(self._private_pad)
+
+    @property
+    def pad_id(self) -> int:
+        return self._pad
+
+    @property
+    def eos_id(self) -> int:
+        return self._eos
+
+    @property
+    def bos_id(self) -> int | None:
+        return self._bos
+
+    @property
+    def sep_id(self) -> int | None:
+        return self._sep
+
+    @property
+    def unk_id(self) -> int | None:
+        return self._unk
+
+    @property
+    def user_id(self) -> int | None:
+        return self._user
+
+    @property
+    def agent_id(self) -> int | None:
+        return self._agent
+
+    def encode(self, text: str) -> list[int]:
+        return list(self.hf.encode(text, add_special_tokens=False))
+
+    def decode(self, ids: Sequence[int] | np.ndarray, skip_special: bool = False) -> str:
+        ids = [int(i) for i in ids if int(i) < self.hf_size]
+        return self.hf.decode(ids, skip_special_tokens=skip_special, clean_up_tokenization_spaces=False)
+
+    def id_to_token(self, i: int) -> str:
+        return "<pad>" if int(i) == self.hf_size and self._private_pad else self.hf.convert_ids_to_tokens(int(i))
+
+    def token_to_id(self, token: str) -> int | None:
+        return self.hf.get_vocab().get(token)
+
+    def marker(self, name: str) -> list[int]:
+        """The ids that stand for a dialog_gym marker such as ``"<user>"``: its own token, else plain text."""
+        own = {"<bos>": self._bos, "<eos>": self._eos, "<sep>": self._sep, "<unk>": self._unk,
+               "<user>": self._user, "<agent>": self._agent}.get(name)  # fmt: skip
+        if own is not None:
+            return [own]
+        return self.encode(MARKER_TEXT[name]) if name in MARKER_TEXT else []
+
+    def __repr__(self) -> str:
+        return f"HFTokenizer({self.name!r}, vocab_size={self.vocab_size})"

@@ -1,0 +1,147 @@
+"""Any task spoken in a Hugging Face vocabulary: its episodes re-written token by token.
+
+The task keeps generating episodes in its own small vocabulary; each of its tokens becomes the
+Hugging Face encoding of its text (with a leading space for word vocabularies) and each marker the
+vocabulary's own token or a plain-text stand-in (``"\\nUser:"``). The mapping is a fixed table, so
+re-writing a batch of episodes is a few numpy operations and the limits stay known in advance.
+Answers go the other way for scoring: the agent's ids are decoded to text and read by the task's
+own tokenizer, so every reward (and an interactive task's user) judges the text the agent wrote,
+whatever sequence of ids spelled it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+from dialog_gym.episodes import EpisodeLimits, Episodes
+from dialog_gym.hf_tokenizer import HFTokenizer
+from dialog_gym.rewards import MODEL_PREFIX, AnswerBatch, BatchReward, TextReward, resolve_reward
+from dialog_gym.tasks.base import Reply, Task
+
+_MARKERS = {"bos_id": "<bos>", "eos_id": "<eos>", "sep_id": "<sep>", "unk_id": "<unk>", "user_id": "<user>",
+            "agent_id": "<agent>"}  # fmt: skip
+
+
+class RetokenizedTask:
+    """``task`` with observations, references and actions in the ids of ``tokenizer``."""
+
+    def __init__(self, task: Task, tokenizer: HFTokenizer) -> None:
+        self.native, self.tokenizer = task, tokenizer
+        native = task.tokenizer
+        self.default_reward = task.default_reward
+        prefix = " " if getattr(native, "joiner", " ") == " " else ""
+        pieces: list[list[int]] = []
+        specials = {getattr(native, name, None): marker for name, marker in _MARKERS.items()}
+        for i in range(native.vocab_size):
+            if i == native.pad_id:
+                pieces.append([])
+            elif i in specials:
+                pieces.append(tokenizer.marker(specials[i]))
+            else:
+                pieces.append(tokenizer.encode(prefix + native.id_to_token(i)))
+        widest = max(len(p) for p in pieces)
+        self.piece_len = np.array([len(p) for p in pieces], np.int64)
+        self.pieces = np.full((len(pieces), max(widest, 1)), tokenizer.pad_id, np.int64)
+        for i, piece in enumerate(pieces):
+            self.pieces[i, : len(piece)] = piece
+        # Every native token becomes at most ``widest`` ids, which bounds every length.
+        limits, grow = task.limits, max(widest, 1)
+        self.limits = EpisodeLimits(
+            max_turns=limits.max_turns, max_segment_len=limits.max_segment_len * grow,
+            max_dialogue_len=limits.max_dialogue_len * grow, max_question_len=limits.max_question_len * grow,
+            max_reference_len=limits.max_reference_len * grow, max_keywords=limits.max_keywords,
+            max_keyword_len=limits.max_keyword_len * grow,
+        )  # fmt: skip
+        filler = np.array(task.filler_ids, np.int64)
+        self.filler_ids = tuple(int(i) for i in self.pieces[filler][np.arange(grow) < self.piece_len[filler, None]])
+        # Interactive and adaptive tasks keep their behaviour; the kernel looks these up by name.
+        if hasattr(task, "respond"):
+            self.respond = self._respond
+        for name in ("observe_answers", "restart"):
+            if hasattr(task, name):
+                setattr(self, name, getattr(task, name))
+
+    def num_examples(self, split: str) -> int | None:
+        return self.native.num_examples(split)
+
+    def episodes(self, split: str, index: np.ndarray) -> Episodes:
+        native = self.native.episodes(split, index)
+        limits = self.limits
+        segments, segment_len = self.to_ids(native.segments, native.segment_len, limits.max_segment_len)
+        references, reference_len = self.to_ids(native.references, native.reference_len, limits.max_reference_len)
+        keywords, keyword_len = self.to_ids(native.keywords, native.keyword_len, limits.max_keyword_len)
+        return replace(native, segments=segments, segment_len=segment_len, references=references,
+                       reference_len=reference_len, keywords=keywords, keyword_len=keyword_len)  # fmt: skip
+
+    def to_ids(self, tokens: np.ndarray, lengths: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
+        """Native ids (..., W) with lengths (...) -> Hugging Face ids (..., width) and their lengths."""
+        lead, w = tokens.shape[:-1], tokens.shape[-1]
+        flat, flat_len = tokens.reshape(-1, w), lengths.reshape(-1)
+        rows, p = len(flat), self.pieces.shape[1]
+        valid = np.arange(w)[None, :] < flat_len[:, None]
+        ids = np.where(valid, flat, self.native.tokenizer.pad_id)
+        keep = (np.arange(p)[None, None, :] < np.where(valid, self.piece_len[ids], 0)[:, :, None]).reshape(rows, -1)
+        out_len = keep.sum(1)
+        if rows and int(out_len.max()) > width:
+            raise ValueError(f"a sequence took {int(out_len.max())} tokens, more than the limit {width}")
+        columns = np.where(keep, np.cumsum(keep, axis=1) - 1, width)  # dropped entries land in a spare column
+        out = np.full((rows, width + 1), self.tokenizer.pad_id, np.int64)
+        out[np.arange(rows)[:, None], columns] = self.pieces[ids].reshape(rows, -1)
+        return out[:, :width].reshape(*lead, width), out_len.reshape(lead)
+
+    def to_native(self, tokens: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Hugging Face ids (..., W) -> the task's own ids of the same text, right-padded to the longest."""
+        lead, w = tokens.shape[:-1], tokens.shape[-1]
+        flat, flat_len = tokens.reshape(-1, w), lengths.reshape(-1)
+        native = self.native.tokenizer
+        encoded = []
+        for row, n in zip(flat, flat_len):
+            text = self.tokenizer.decode(row[:n], skip_special=True).strip() if n else ""
+            encoded.append(_encode_leniently(native, text))
+        width = max([len(e) for e in encoded] + [1])
+        out = np.full((len(encoded), width), native.pad_id, np.int64)
+        for i, ids in enumerate(encoded):
+            out[i, : len(ids)] = ids
+        return out.reshape(*lead, width), np.array([len(e) for e in encoded], np.int64).reshape(lead)
+
+    def resolve_reward(self, reward: str | TextReward) -> BatchReward:
+        """The task's reward, applied to the text of the agent's answers read in the task's own vocabulary."""
+        if isinstance(reward, str) and reward.startswith(MODEL_PREFIX):
+            raise ValueError(
+                "a learned reward model reads the env's own vocabulary; it cannot score an env that speaks a "
+                "Hugging Face tokenizer's (drop tokenizer= or use a named reward)"
+            )
+        inner = resolve_reward(reward, self.native.tokenizer)
+
+        def score(batch: AnswerBatch) -> np.ndarray:
+            response, response_len = self.to_native(batch.response, batch.response_len)
+            reference, reference_len = self.to_native(batch.reference, batch.reference_len)
+            keywords, keyword_len = self.to_native(batch.keywords, batch.keyword_len)
+            return inner(AnswerBatch(response, response_len, batch.ended, reference, reference_len, keywords, keyword_len))
+
+        return score
+
+    def _respond(self, split: str, index: np.ndarray, answers: np.ndarray, answer_len: np.ndarray,
+                 turn: np.ndarray) -> Reply:  # fmt: skip
+        native_answers, native_len = self.to_native(answers, answer_len)
+        reply = self.native.respond(split, index, native_answers, native_len, turn)
+        segment, segment_len = self.to_ids(reply.segment, reply.segment_len, self.limits.max_segment_len)
+        reference, reference_len = self.to_ids(reply.reference, reply.reference_len, self.limits.max_reference_len)
+        return replace(reply, segment=segment, segment_len=segment_len, reference=reference, reference_len=reference_len)
+
+
+def _encode_leniently(tokenizer, text: str) -> list[int]:
+    """The task tokenizer's ids of ``text``; words it does not know become its unknown token (or are dropped)."""
+    try:
+        return list(tokenizer.encode(text))
+    except ValueError:
+        unk = getattr(tokenizer, "unk_id", None)
+        ids = []
+        for word in text.split():
+            try:
+                ids += list(tokenizer.encode(word))
+            except ValueError:
+                ids += [] if unk is None else [unk]
+        return ids
