@@ -83,7 +83,8 @@ def save_checkpoint(directory: Path, model: torch.nn.Module, optimizer: torch.op
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}."))
     try:
-        weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        # Copies: a model with tied weights (GPT-2's embedding and LM head) shares storage, which safetensors refuses.
+        weights = {k: v.detach().cpu().clone().contiguous() for k, v in model.state_dict().items()}
         save_file(weights, tmp / "model.safetensors")
         meta = {"format": FORMAT, **state, "files": {}}
         if optimizer is not None:

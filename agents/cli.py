@@ -1,4 +1,4 @@
-"""The ``dialog-gym`` command line: train, evaluate, chat, plot, reward models and the list of environments."""
+"""The ``dialog-gym`` command line: train, evaluate, chat, plot, reward models, tokenizers and the list of environments."""
 
 from __future__ import annotations
 
@@ -72,7 +72,7 @@ def load_config(args: argparse.Namespace):
             raise ValueError(f"{path}: expected a YAML mapping of config keys, got {type(loaded).__name__}")
         data = loaded
     overrides = {"env": args.env, "seed": args.seed, "total_steps": args.total_steps, "num_envs": args.num_envs,
-                 "device": args.device}  # fmt: skip
+                 "device": args.device, "policy": args.policy}  # fmt: skip
     data.update({k: v for k, v in overrides.items() if v is not None})
     if args.env_arg:
         data["env_args"] = {**data.get("env_args", {}), **parse_env_args(args.env_arg)}
@@ -102,6 +102,8 @@ def cmd_train(args: argparse.Namespace) -> None:
     if results:
         print(format_table(eval_rows(results), EVAL_COLUMNS))
         print(f"\nRun directory: {run_dir} (config.yaml, metrics.csv, tensorboard/, checkpoints/, eval.json)")
+        if (run_dir / "model").is_dir():
+            print(f"The trained model, loadable with from_pretrained (value head and tokenizer beside it): {run_dir / 'model'}")
 
 
 def load_trained_policy(run_dir: Path, device: str = "cpu"):
@@ -168,8 +170,11 @@ def cmd_chat(args: argparse.Namespace) -> None:
             break
         if tokenizer.unk_id is not None and tokenizer.unk_id in tokenizer.encode(question):
             print(f"(part of the question is not in the vocabulary and reads as <unk>: {tokenizer.decode(tokenizer.encode(question))})")
-        markers = (tokenizer.user_id, *tokenizer.encode(question), tokenizer.agent_id)
-        dialogue += [token for token in markers if token is not None]  # a vocabulary may lack the markers
+        if hasattr(tokenizer, "marker"):  # a Hugging Face vocabulary: its own marker tokens or their text
+            dialogue += tokenizer.marker("<user>") + tokenizer.encode(" " + question) + tokenizer.marker("<agent>")
+        else:
+            markers = (tokenizer.user_id, *tokenizer.encode(question), tokenizer.agent_id)
+            dialogue += [token for token in markers if token is not None]  # a vocabulary may lack the markers
         answer = []
         with torch.no_grad():
             for _ in range(env.kernel.max_answer_tokens):
@@ -189,6 +194,22 @@ def cmd_plot(args: argparse.Namespace) -> None:
 
     path = plot_run(Path(args.run_dir), Path(args.output) if args.output else None)
     print(f"wrote {path}")
+
+
+def cmd_tokenizer(args: argparse.Namespace) -> None:
+    from dialog_gym.bpe import train_bpe
+
+    out = Path(args.out)
+    if out.exists() and any(out.iterdir()):
+        raise ValueError(f"{out} already exists and is not empty; pick a new --out directory")
+    tokenizer = train_bpe(args.env, out, vocab_size=args.vocab_size, episodes=args.episodes, seed=args.seed,
+                          **parse_env_args(args.env_arg))  # fmt: skip
+    env = gym.make(args.env, tokenizer=str(out), **parse_env_args(args.env_arg))
+    native = gym.make(args.env, **parse_env_args(args.env_arg))
+    print(f"trained a byte-level BPE of {len(tokenizer)} tokens on {args.episodes} {args.env} training episodes; saved to {out}")
+    print(f"{args.env} with it: {env.action_space.n} actions, {env.observation_space.shape[0]}-token observations "
+          f"(built-in vocabulary: {native.action_space.n} and {native.observation_space.shape[0]})")  # fmt: skip
+    print(f"use it with --env-arg tokenizer={out}, or gym.make({args.env!r}, tokenizer={str(out)!r})")
 
 
 # -- parser -------------------------------------------------------------------------------------
@@ -242,6 +263,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="env constructor argument, repeatable (e.g. --env-arg n_people=2)")  # fmt: skip
     train.add_argument("--config", help="YAML file with any TrainConfig keys (sections: model, ppo, pretraining)")
     train.add_argument("--no-pretrain", action="store_true", help="PPO from a random initialisation")
+    train.add_argument("--policy", metavar="transformer|hf:PATH",
+                       help="our Transformer (default), or hf:PATH: a transformers causal LM from a local model "
+                            "directory or built fresh from a config.json (e.g. hf:examples/tiny-gpt2)")  # fmt: skip
     train.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its latest checkpoint")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
     train.set_defaults(run=cmd_train)
@@ -284,6 +308,19 @@ def build_parser() -> argparse.ArgumentParser:
     reward.add_argument("--seed", type=int, default=0, help="seed of the pairs and the model (default: 0)")
     reward.add_argument("--env-arg", action="append", default=[], metavar="KEY=VALUE", help="env constructor argument, repeatable")
     reward.set_defaults(run=cmd_reward_model)
+
+    tokenizer = commands.add_parser(
+        "tokenizer", help="train a byte-level BPE tokenizer on an env's text; any env then takes tokenizer=DIR",
+        description="Train a byte-level BPE (the tokenizers library) on the text of an env's training episodes and "
+                    "save it where transformers' AutoTokenizer.from_pretrained loads it, offline.",
+    )  # fmt: skip
+    tokenizer.add_argument("--env", default="DialogQA-v0", help="env id whose text it learns (default: DialogQA-v0)")
+    tokenizer.add_argument("--out", required=True, help="directory to write")
+    tokenizer.add_argument("--vocab-size", type=int, default=1024, help="most tokens, 263 or more (default: 1024)")
+    tokenizer.add_argument("--episodes", type=int, default=20000, help="training episodes read (default: 20000)")
+    tokenizer.add_argument("--seed", type=int, default=0, help="seed of the episodes read (default: 0)")
+    tokenizer.add_argument("--env-arg", action="append", default=[], metavar="KEY=VALUE", help="env constructor argument, repeatable")
+    tokenizer.set_defaults(run=cmd_tokenizer)
 
     envs = commands.add_parser("envs", help="list the registered environments and show an episode")
     envs.set_defaults(run=cmd_envs)

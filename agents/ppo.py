@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
+from typing import Callable
 
 import torch
 import torch.nn as nn
+
+from agents.distributed import Processes
 
 
 @dataclass
@@ -121,19 +124,26 @@ def ppo_loss(
     entropy: torch.Tensor,
     mask: torch.Tensor,
     config: PPOConfig,
+    total: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> LossTerms:
     """The clipped surrogate objective with value and entropy terms (Schulman et al. 2017).
 
     Every input has the same shape; ``mask`` selects the real actions (padding and steps after
     an episode's end are excluded from every term and statistic). Advantages are normalised
     over the masked entries when ``config.norm_adv``.
+
+    With several processes each holding part of a minibatch, ``total`` sums a tensor over them:
+    the token count and the advantage statistics are then those of the whole minibatch, ``loss``
+    is this process's share of it (the shares add up to the loss of the whole minibatch) and the
+    reported statistics are the whole minibatch's.
     """
+    total = total or (lambda x: x.detach())
     m = mask.float()
-    count = m.sum().clamp(min=1.0)
-    mean = lambda x: (x * m).sum() / count  # noqa: E731
+    count = total(m.sum()).clamp(min=1.0)
+    mean = lambda x: (x * m).sum() / count  # noqa: E731  (this process's share of the mean)
     if config.norm_adv:
-        adv_mean = mean(advantages)
-        adv_std = torch.sqrt(mean((advantages - adv_mean) ** 2))
+        adv_mean = total(mean(advantages))
+        adv_std = torch.sqrt(total(mean((advantages - adv_mean) ** 2)))
         advantages = (advantages - adv_mean) / (adv_std + 1e-8)
     log_ratio = new_logprob - old_logprob
     ratio = log_ratio.exp()
@@ -150,9 +160,9 @@ def ppo_loss(
     entropy_mean = mean(entropy)
     loss = policy_loss - config.ent_coef * entropy_mean + config.vf_coef * value_loss
     with torch.no_grad():
-        approx_kl = mean((ratio - 1) - log_ratio)  # the low-variance estimator k3 (Schulman 2020)
-        clip_fraction = mean(((ratio - 1.0).abs() > config.clip_coef).float())
-    return LossTerms(loss, policy_loss, value_loss, entropy_mean, approx_kl, clip_fraction)
+        approx_kl = total(mean((ratio - 1) - log_ratio))  # the low-variance estimator k3 (Schulman 2020)
+        clip_fraction = total(mean(((ratio - 1.0).abs() > config.clip_coef).float()))
+    return LossTerms(loss, total(policy_loss), total(value_loss), total(entropy_mean), approx_kl, clip_fraction)
 
 
 class AdaptiveKLController:
@@ -192,9 +202,16 @@ class NonFiniteError(RuntimeError):
 
 def ppo_update(
     policy: nn.Module, optimizer: torch.optim.Optimizer, rollout, config: PPOConfig, generator: torch.Generator,
-    update: int,
+    update: int, processes: Processes = Processes(),
 ) -> UpdateStats:  # fmt: skip
-    """``config.update_epochs`` passes of minibatch gradient steps over ``rollout``."""
+    """``config.update_epochs`` passes of minibatch gradient steps over ``rollout``.
+
+    Under ``torchrun`` ``policy`` is the DistributedDataParallel module and each process brings its
+    own rollout: minibatch j is every process's chunk j, its loss is normalised over all of them,
+    and since DDP averages gradients each share is scaled by the number of processes, so the step
+    equals one process's step on the concatenated minibatch. Every process runs the same number
+    of minibatches (early stopping reads the all-reduced KL).
+    """
     stats = UpdateStats()
     totals = {name: 0.0 for name in ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction", "grad_norm")}
     policy.train()
@@ -205,16 +222,16 @@ def ppo_update(
             batch = rollout.batch(rows)
             terms = ppo_loss(
                 new_logprob, batch.logprobs, batch.advantages, new_value, batch.values, batch.returns,
-                entropy, batch.mask, config,
+                entropy, batch.mask, config, processes.sum if processes.distributed else None,
             )  # fmt: skip
             if stats.minibatches == 0:
                 ratio_error = ((new_logprob.detach() - batch.logprobs).exp() - 1).abs()[batch.mask]
                 stats.first_ratio_max_error = float(ratio_error.max()) if ratio_error.numel() else 0.0
                 stats.first_clip_fraction = float(terms.clip_fraction)
-            if not torch.isfinite(terms.loss):
+            if not torch.isfinite(terms.policy_loss + terms.value_loss + terms.entropy):
                 raise NonFiniteError(f"the PPO loss became {float(terms.loss.detach())} at update {update}; nothing was saved")
             optimizer.zero_grad(set_to_none=True)
-            terms.loss.backward()
+            (terms.loss * processes.world_size).backward()
             grad_norm = nn.utils.clip_grad_norm_(policy.parameters(), config.max_grad_norm)
             if not math.isfinite(float(grad_norm)):
                 raise NonFiniteError(f"the gradient norm became {float(grad_norm)} at update {update}; nothing was saved")

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from agents.distributed import Processes
 from agents.policy import TransformerPolicy
 
 
@@ -54,18 +55,25 @@ def answer_loss(policy: TransformerPolicy, ids: torch.Tensor, lengths: torch.Ten
 
 
 def pretrain(policy: TransformerPolicy, demos, config: PretrainConfig, generator: torch.Generator,
-             device: torch.device, progress=None) -> list[float]:  # fmt: skip
-    """Fit ``policy`` to the demonstrations; returns the mean loss of each epoch."""
+             device: torch.device, progress=None, processes: Processes = Processes()) -> list[float]:  # fmt: skip
+    """Fit ``policy`` to the demonstrations; returns the mean loss of each epoch.
+
+    Under ``torchrun`` (``policy`` the DDP module) every process draws the same batches and takes
+    its own share of each one's rows; DDP averages the gradients.
+    """
     ids = torch.as_tensor(demos.ids, device=device)
     lengths = torch.as_tensor(demos.lengths, device=device)
     answer_mask = torch.as_tensor(demos.answer_mask, device=device)
-    optimizer = torch.optim.Adam(policy.parameters(), lr=config.learning_rate)
+    optimizer = torch.optim.Adam([p for p in policy.parameters() if p.requires_grad], lr=config.learning_rate)
     policy.train()
     losses = []
     for epoch in range(config.epochs):
         order = torch.randperm(len(ids), generator=generator).to(device)
         epoch_loss = 0.0
         for rows in order.split(config.batch_size):
+            if len(rows) < processes.world_size:
+                continue  # a last batch too small to give every process a row
+            rows = rows[processes.rank :: processes.world_size]
             width = int(lengths[rows].max())
             loss = answer_loss(policy, ids[rows, :width], lengths[rows], answer_mask[rows, :width])
             optimizer.zero_grad(set_to_none=True)
@@ -75,5 +83,5 @@ def pretrain(policy: TransformerPolicy, demos, config: PretrainConfig, generator
             epoch_loss += loss.item() * len(rows)
             if progress is not None:
                 progress(epoch, loss.item())
-        losses.append(epoch_loss / len(ids))
+        losses.append(processes.sum_floats(epoch_loss)[0] / len(ids))
     return losses

@@ -14,16 +14,18 @@ import json
 import math
 import shutil
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import torch
+import torch.nn as nn
 import yaml
 
 import dialog_gym
+from dialog_gym.hf_tokenizer import HFTokenizer
 from agents.agent import PolicyAgent
 from agents.checkpoint import (
     CheckpointError,
@@ -34,6 +36,8 @@ from agents.checkpoint import (
     write_atomic,
 )
 from agents.mlp import MLPPolicy
+from agents.distributed import Processes, start_processes, stop_processes
+from agents.hf_policy import HF_PREFIX, AdaptersDisabled, HFPolicy, HFPolicyConfig, build_hf_policy
 from agents.policy import PolicyConfig, TransformerPolicy
 from agents.ppo import AdaptiveKLController, NonFiniteError, PPOConfig, gae, ppo_update
 from agents.pretrain import PretrainConfig, pretrain
@@ -54,6 +58,10 @@ class ModelConfig:
     """Dropout (keep 0 for PPO)."""
     mlp_hidden: int = 64
     """Hidden units of the MLP policy used for envs that are not token envs."""
+    lora_rank: int = 0
+    """With an ``hf:`` policy: train LoRA adapters of this rank (needs peft) instead of every weight; 0 = off."""
+    lora_alpha: float = 16.0
+    """LoRA scaling numerator (the adapters' update is scaled by alpha / rank)."""
 
 
 @dataclass
@@ -64,6 +72,9 @@ class TrainConfig:
     """Registered env id."""
     env_args: dict[str, Any] = field(default_factory=dict)
     """Constructor arguments of the env (``--env-arg KEY=VALUE``)."""
+    policy: str = "transformer"
+    """"transformer" (our own model, shaped by ``model``) or "hf:PATH": a transformers causal LM from a
+    local model directory, or built fresh from a config.json (e.g. examples/tiny-gpt2)."""
     seed: int = 0
     """Seed of everything random: episodes, sampling, minibatches, initial weights."""
     total_steps: int = 300_000
@@ -91,6 +102,13 @@ class TrainConfig:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {self.device!r}")
+        if self.policy != "transformer" and not (isinstance(self.policy, str) and self.policy.startswith(HF_PREFIX)
+                                                 and self.policy[len(HF_PREFIX):].strip()):  # fmt: skip
+            raise ValueError(f"policy must be 'transformer' or 'hf:PATH' (a model directory or config.json), got {self.policy!r}")
+        if isinstance(self.model.lora_rank, bool) or not isinstance(self.model.lora_rank, int) or self.model.lora_rank < 0:
+            raise ValueError(f"model.lora_rank must be an integer >= 0, got {self.model.lora_rank!r}")
+        if self.model.lora_rank and self.policy == "transformer":
+            raise ValueError("model.lora_rank applies to hf: policies; set policy: hf:PATH or lora_rank: 0")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -115,16 +133,20 @@ class TrainConfig:
         return cls(**kwargs)
 
 
-def pick_device(name: str) -> torch.device:
-    """The one place that chooses the device: CUDA when asked for or, with "auto", when present."""
+def pick_device(name: str, local_rank: int = 0) -> torch.device:
+    """The one place that chooses the device: CUDA when asked for or, with "auto", when present
+    (under torchrun, the GPU of this process's local rank)."""
     if name == "cuda" and not torch.cuda.is_available():
         raise ValueError("device 'cuda' was asked for but torch sees no CUDA device; use --device cpu or auto")
-    return torch.device("cuda" if name == "cuda" or (name == "auto" and torch.cuda.is_available()) else "cpu")
+    if name == "cuda" or (name == "auto" and torch.cuda.is_available()):
+        return torch.device("cuda", local_rank)
+    return torch.device("cpu")
 
 
-def update_seed(seed: int, update: int, purpose: int) -> int:
-    """A 31-bit seed for one purpose of one update, independent of every other (seed, update, purpose)."""
-    return int(np.random.SeedSequence([seed, update, purpose]).generate_state(1)[0] >> 1)
+def update_seed(seed: int, update: int, purpose: int, rank: int = 0) -> int:
+    """A 31-bit seed for one purpose of one update on one process, independent of every other."""
+    key = [seed, update, purpose] + ([rank] if rank else [])
+    return int(np.random.SeedSequence(key).generate_state(1)[0] >> 1)
 
 
 METRIC_COLUMNS = [
@@ -150,27 +172,64 @@ def check_token_env(config: TrainConfig, task) -> None:
             )
 
 
+def with_model_tokenizer(config: TrainConfig) -> TrainConfig:
+    """An ``hf:`` model directory that holds a tokenizer gives the env its vocabulary, unless one is set."""
+    if config.policy == "transformer" or "tokenizer" in config.env_args:
+        return config
+    path = Path(config.policy[len(HF_PREFIX) :])
+    if path.is_dir() and any((path / name).is_file() for name in ("tokenizer.json", "tokenizer_config.json")):
+        return replace(config, env_args={**config.env_args, "tokenizer": str(path)})
+    return config
+
+
+def build_policy(config: TrainConfig, kernel) -> nn.Module:
+    """The policy ``config.policy`` names, sized to the env's vocabulary and dialogue length."""
+    allowed = torch.tensor(np.array(kernel.action_mask))
+    tokenizer = kernel.tokenizer
+    if config.policy == "transformer":
+        m = config.model
+        policy_config = PolicyConfig(
+            vocab_size=tokenizer.vocab_size, context_len=kernel.max_len, n_layer=m.n_layer, n_head=m.n_head,
+            d_model=m.d_model, dropout=m.dropout, pad_id=tokenizer.pad_id,
+        )  # fmt: skip
+        return TransformerPolicy(policy_config, allowed)
+    spec = config.policy[len(HF_PREFIX) :]
+    policy = build_hf_policy(spec, HFPolicyConfig(tokenizer.vocab_size, tokenizer.pad_id, kernel.max_len), allowed,
+                             config.model.lora_rank, config.model.lora_alpha, tokenizer.eos_id)  # fmt: skip
+    speaks_hf = isinstance(tokenizer, HFTokenizer)
+    if policy.loaded_weights and not speaks_hf:
+        raise ValueError(
+            f"{spec} holds trained weights for its own vocabulary, but {config.env} speaks its built-in one; "
+            f"pass the model's tokenizer with --env-arg tokenizer=DIR"
+        )
+    if speaks_hf and policy.model_vocab < tokenizer.hf_size:
+        raise ValueError(f"the model's embedding has {policy.model_vocab} rows but the tokenizer has {tokenizer.hf_size} "
+                         "tokens; use the tokenizer the model was trained with")  # fmt: skip
+    return policy
+
+
 class Run:
     """The state of a training run and the loop that advances it."""
 
-    def __init__(self, config: TrainConfig, out_dir: Path, progress: bool = True) -> None:
-        self.config, self.out_dir, self.progress = config, Path(out_dir), progress
-        self.device = pick_device(config.device)
+    def __init__(self, config: TrainConfig, out_dir: Path, progress: bool = True,
+                 processes: Processes | None = None) -> None:  # fmt: skip
+        self.processes = processes or Processes()
+        self.config = config = with_model_tokenizer(config)
+        self.out_dir = Path(out_dir)
+        self.progress = progress and self.processes.is_main
+        self.device = pick_device(config.device, self.processes.local_rank)
         probe = gym.make(config.env, **config.env_args).unwrapped
         self.token_env = isinstance(probe, dialog_gym.DialogEnv)
         if self.token_env:
             check_token_env(config, probe.task)
+        elif config.policy != "transformer":
+            raise ValueError(f"{config.env} is not a token env; hf: policies need one of dialog_gym's envs")
         torch.manual_seed(config.seed)
         if self.token_env:
             self.envs = gym.make_vec(config.env, num_envs=config.num_envs, **config.env_args)
             check_window(self.envs)
-            kernel = self.envs.unwrapped.kernel
-            self.policy_config = PolicyConfig(
-                vocab_size=kernel.tokenizer.vocab_size, context_len=kernel.max_len, n_layer=config.model.n_layer,
-                n_head=config.model.n_head, d_model=config.model.d_model, dropout=config.model.dropout,
-                pad_id=kernel.tokenizer.pad_id,
-            )  # fmt: skip
-            self.policy = TransformerPolicy(self.policy_config, torch.tensor(np.array(kernel.action_mask))).to(self.device)
+            self.policy = build_policy(config, self.envs.unwrapped.kernel).to(self.device)
+            self.policy_config = self.policy.config
         else:
             self.envs = gym.wrappers.vector.RecordEpisodeStatistics(
                 gym.make_vec(config.env, num_envs=config.num_envs, **config.env_args)
@@ -180,15 +239,32 @@ class Run:
                 raise ValueError(f"{config.env} has a {type(space).__name__} action space; the PPO agent needs Discrete actions")
             obs_dim = int(np.prod(self.envs.single_observation_space.shape))
             self.policy = MLPPolicy(obs_dim, int(space.n), config.model.mlp_hidden).to(self.device)
-            self.collector = StepCollector(self.envs, config.seed, self.device)
+            self.collector = StepCollector(self.envs, config.seed + self.processes.rank * config.num_envs, self.device)
+        # Gradients flow through the DistributedDataParallel wrapper when there are several processes;
+        # rollouts and evaluation use the plain module (same parameters).
+        self.trainable = self.policy
+        if self.processes.distributed:
+            from torch.nn.parallel import DistributedDataParallel
+
+            device_ids = [self.device.index] if self.device.type == "cuda" else None
+            self.trainable = DistributedDataParallel(self.policy, device_ids=device_ids)
         # The KL penalty keeps PPO near the pretrained policy; without pretraining there is no
         # policy worth staying near, so beta is 0 (and the KL to the initial policy is still logged).
-        self.reference = copy.deepcopy(self.policy).eval() if self.token_env else None
-        self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=config.ppo.learning_rate, eps=config.ppo.adam_eps)
+        # A LoRA policy's reference is its base model with the adapters switched off: no second copy.
+        self.reference = None
+        if self.token_env:
+            lora = isinstance(self.policy, HFPolicy) and self.policy.has_adapters
+            self.reference = AdaptersDisabled(self.policy) if lora else copy.deepcopy(self.policy).eval()
+        trainable = [p for p in self.policy.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.Adam(trainable, lr=config.ppo.learning_rate, eps=config.ppo.adam_eps)
         beta = config.ppo.kl_coef if self.token_env and config.pretrain else 0.0
         self.kl = AdaptiveKLController(beta, config.ppo.kl_target, config.ppo.kl_horizon)
         self.update, self.env_steps, self.episodes = 0, 0, 0
         self.checkpoints = self.out_dir / "checkpoints"
+
+    @property
+    def reference_is_copy(self) -> bool:
+        return isinstance(self.reference, nn.Module)
 
     # -- pretraining ----------------------------------------------------------------------------
 
@@ -198,29 +274,35 @@ class Run:
         demos = env.demonstrations(cfg.demonstrations, seed=self.config.seed, noise=cfg.demo_noise)
         generator = torch.Generator().manual_seed(update_seed(self.config.seed, 0, 9))
         bar = _bar(cfg.epochs * -(-len(demos) // cfg.batch_size), "pretraining", self.progress)
-        losses = pretrain(self.policy, demos, cfg, generator, self.device,
-                          progress=lambda epoch, loss: (bar.update(1), bar.set_postfix(loss=f"{loss:.3f}")))  # fmt: skip
+        losses = pretrain(self.trainable, demos, cfg, generator, self.device,
+                          progress=lambda epoch, loss: (bar.update(1), bar.set_postfix(loss=f"{loss:.3f}")),
+                          processes=self.processes)  # fmt: skip
         bar.close()
-        self.reference.load_state_dict(self.policy.state_dict())
-        save_checkpoint(self.checkpoints / "pretrained", self.policy, None, {"demo_accuracy": demos.accuracy, "losses": losses})
+        if self.reference_is_copy:
+            self.reference.load_state_dict(self.policy.state_dict())
+        if self.processes.is_main:
+            save_checkpoint(self.checkpoints / "pretrained", self.policy, None, {"demo_accuracy": demos.accuracy, "losses": losses})
         return {"demo_accuracy": demos.accuracy, "losses": losses}
 
     # -- one PPO update -------------------------------------------------------------------------
 
-    def collect(self):
+    def collect(self, rank: int | None = None):
+        """This process's rollout of the current update (``rank`` picks another process's seeds), with
+        KL-penalised rewards and GAE advantages."""
         cfg, update = self.config, self.update
-        generator = torch.Generator().manual_seed(update_seed(cfg.seed, update, 1))
+        rank = self.processes.rank if rank is None else rank
+        generator = torch.Generator().manual_seed(update_seed(cfg.seed, update, 1, rank))
         if self.token_env:
-            rollout = collect_episodes(self.envs, self.policy, update_seed(cfg.seed, update, 2), generator, self.device)
+            rollout = collect_episodes(self.envs, self.policy, update_seed(cfg.seed, update, 2, rank), generator, self.device)
             with torch.no_grad():
                 self.reference.eval()
                 ref_logprob, _, _ = rollout.score(self.reference)
             kl = (rollout.logprobs - ref_logprob) * rollout.mask
             rollout.rewards = rollout.env_rewards - self.kl.beta * kl
-            rollout.kl_per_episode = float(kl.sum(1).mean())
+            rollout.kl_sum = float(kl.sum())
         else:
             rollout = self.collector.collect(self.policy, cfg.rollout_steps, generator)
-            rollout.kl_per_episode = 0.0
+            rollout.kl_sum = 0.0
         if not torch.isfinite(rollout.rewards[rollout.mask]).all():
             raise NonFiniteError(f"a reward became non-finite at update {update}; nothing was saved")
         bootstrap = cfg.ppo.bootstrap_truncated
@@ -235,23 +317,33 @@ class Run:
         return rollout
 
     def step(self) -> dict[str, Any]:
-        """One update: rollout, KL-penalised rewards, GAE, PPO epochs; returns the metrics row."""
-        cfg, start = self.config, time.perf_counter()
-        torch.manual_seed(update_seed(cfg.seed, self.update, 4))  # dropout, if any, replays on resume too
+        """One update: rollout, KL-penalised rewards, GAE, PPO epochs; returns the metrics row.
+
+        With several processes every number in the row covers all of them (sums and means are
+        all-reduced), so beta, the learning rate and the step counts stay identical everywhere.
+        """
+        cfg, start, processes = self.config, time.perf_counter(), self.processes
+        torch.manual_seed(update_seed(cfg.seed, self.update, 4, processes.rank))  # dropout, if any, replays on resume too
         if cfg.ppo.anneal_lr:
             for group in self.optimizer.param_groups:
                 group["lr"] = cfg.ppo.learning_rate * max(0.0, 1.0 - self.env_steps / cfg.total_steps)
         rollout = self.collect()
-        generator = torch.Generator().manual_seed(update_seed(cfg.seed, self.update, 3))
-        stats = ppo_update(self.policy, self.optimizer, rollout, cfg.ppo, generator, self.update)
-        self.kl.update(rollout.kl_per_episode, len(rollout.mask) if self.token_env else 1)
-        self.update += 1
-        self.env_steps += rollout.num_steps
-        episode = rollout.episode
-        self.episodes += len(episode.get("return", []))
+        generator = torch.Generator().manual_seed(update_seed(cfg.seed, self.update, 3, processes.rank))
+        stats = ppo_update(self.trainable, self.optimizer, rollout, cfg.ppo, generator, self.update, processes)
         mask = rollout.mask
-        variance = float(rollout.returns[mask].var()) if mask.sum() > 1 else 0.0
-        residual = float((rollout.returns - rollout.values)[mask].var()) if mask.sum() > 1 else 0.0
+        returns, residuals = rollout.returns[mask].double(), (rollout.returns - rollout.values)[mask].double()
+        rows = len(mask) if self.token_env else 1
+        steps, kl_sum, n_rows, s1, s2, r1, r2 = processes.sum_floats(
+            rollout.num_steps, rollout.kl_sum, rows, returns.sum(), (returns**2).sum(), residuals.sum(), (residuals**2).sum()
+        )  # fmt: skip
+        kl_per_episode = kl_sum / n_rows if self.token_env else 0.0
+        self.kl.update(kl_per_episode, int(n_rows) if self.token_env else 1)
+        self.update += 1
+        self.env_steps += int(steps)
+        episode = processes.gather_arrays(rollout.episode)
+        self.episodes += len(episode.get("return", []))
+        variance = s2 / steps - (s1 / steps) ** 2 if steps > 1 else 0.0
+        residual = r2 / steps - (r1 / steps) ** 2 if steps > 1 else 0.0
         seconds = time.perf_counter() - start
         return {
             "update": self.update,
@@ -261,26 +353,29 @@ class Run:
             "answer_accuracy": _ratio(episode.get("correct"), episode.get("questions")),
             "success_rate": _mean(episode.get("success")),
             "episode_length": _mean(episode.get("length")),
-            "kl": rollout.kl_per_episode,
+            "kl": kl_per_episode,
             "beta": self.kl.beta,
             "entropy": stats.entropy,
             "policy_loss": stats.policy_loss,
             "value_loss": stats.value_loss,
             "approx_kl": stats.approx_kl,
             "clip_fraction": stats.clip_fraction,
-            "explained_variance": 1.0 - residual / variance if variance > 0 else float("nan"),
+            "explained_variance": 1.0 - residual / variance if variance > 1e-12 else float("nan"),
             "learning_rate": self.optimizer.param_groups[0]["lr"],
-            "steps_per_second": rollout.num_steps / seconds,
+            "steps_per_second": steps / seconds,
             "wall_seconds": seconds,
         }
 
     # -- checkpoints ----------------------------------------------------------------------------
 
     def save(self) -> None:
+        """Rank 0 writes the checkpoint (every process holds the same weights)."""
+        if not self.processes.is_main:
+            return
         name = f"update-{self.update:06d}"
         save_checkpoint(self.checkpoints / name, self.policy, self.optimizer, {
             "update": self.update, "env_steps": self.env_steps, "episodes": self.episodes, "beta": self.kl.beta,
-            "seed": self.config.seed,
+            "seed": self.config.seed, "processes": self.processes.world_size,
         })  # fmt: skip
         mark_latest(self.checkpoints, name)
         for old in sorted(self.checkpoints.glob("update-*"))[:-2]:
@@ -296,10 +391,25 @@ class Run:
                 raise CheckpointError(f"{checkpoint / 'state.json'}: {key!r} must be a non-negative integer, got {meta.get(key)!r}")
         if not isinstance(meta.get("beta"), (int, float)) or not math.isfinite(meta["beta"]) or meta["beta"] < 0:
             raise CheckpointError(f"{checkpoint / 'state.json'}: 'beta' must be a non-negative number, got {meta.get('beta')!r}")
+        saved_by = meta.get("processes", 1)
+        if saved_by != self.processes.world_size:
+            raise CheckpointError(
+                f"{checkpoint}: saved by a run of {saved_by} process(es); resume it with the same number "
+                f"(torchrun --nproc_per_node={saved_by}), since each process plays its own episodes"
+            )
         self.update, self.env_steps, self.episodes = meta["update"], meta["env_steps"], meta["episodes"]
         self.kl.beta = float(meta["beta"])
-        reference = self.checkpoints / ("pretrained" if self.config.pretrain else "initial")
-        load_checkpoint(reference, self.reference, None, self.device)
+        if self.reference_is_copy:
+            reference = self.checkpoints / ("pretrained" if self.config.pretrain else "initial")
+            load_checkpoint(reference, self.reference, None, self.device)
+
+    def save_model(self) -> Path | None:
+        """An ``hf:`` policy's final weights as a directory ``from_pretrained`` loads (rank 0)."""
+        if not isinstance(self.policy, HFPolicy) or not self.processes.is_main:
+            return None
+        tokenizer = self.envs.unwrapped.tokenizer
+        hf_tokenizer = tokenizer.hf if isinstance(tokenizer, HFTokenizer) else None
+        return self.policy.save_pretrained(self.out_dir / "model", hf_tokenizer)
 
 
 def _mean(values) -> float:
@@ -353,30 +463,47 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False, progre
           stop_after: int | None = None) -> dict[str, Any]:  # fmt: skip
     """Run (or, with ``resume``, continue) the recipe in ``out_dir``; returns the final evaluation.
 
-    ``stop_after`` ends the run after that many updates without the final evaluation, as an
-    interrupted run would (used to test resuming).
+    Under ``torchrun`` every process calls this; rank 0 writes the run directory and returns the
+    evaluation, the others return ``{}``. ``stop_after`` ends the run after that many updates
+    without the final evaluation, as an interrupted run would (used to test resuming).
     """
-    out_dir = Path(out_dir)
+    processes = start_processes(config.device)
+    try:
+        results = _train(config, Path(out_dir), resume, progress, stop_after, processes)
+    except BaseException:
+        if processes.distributed:
+            torch.distributed.destroy_process_group()
+        raise
+    stop_processes(processes)
+    return results
+
+
+def _train(config: TrainConfig, out_dir: Path, resume: bool, progress: bool, stop_after: int | None,
+           processes: Processes) -> dict[str, Any]:  # fmt: skip
     if not resume and (out_dir / "config.yaml").exists():
         raise ValueError(f"{out_dir} already holds a run; continue it with --resume {out_dir} or choose another --out")
+    processes.barrier()  # every process has checked before rank 0 writes anything
     out_dir.mkdir(parents=True, exist_ok=True)
-    run = Run(config, out_dir, progress)
+    run = Run(config, out_dir, progress, processes)
+    main = processes.is_main
     summary: dict[str, Any] = {}
     if resume:
         run.restore()
     else:
-        write_atomic(out_dir / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
+        if main:
+            write_atomic(out_dir / "config.yaml", yaml.safe_dump(run.config.to_dict(), sort_keys=False))
         if run.token_env and config.pretrain:
             summary["pretraining"] = run.run_pretraining()
-        elif run.token_env:
+        elif run.token_env and run.reference_is_copy and main:
             save_checkpoint(run.checkpoints / "initial", run.reference, None, {})
-    log = MetricsLog(out_dir, keep_until=run.update, purge_step=run.env_steps if resume else None)
-    bar = _bar(config.total_steps, "PPO env steps", progress)
+    log = MetricsLog(out_dir, keep_until=run.update, purge_step=run.env_steps if resume else None) if main else None
+    bar = _bar(config.total_steps, "PPO env steps", run.progress)
     bar.update(min(run.env_steps, config.total_steps))
     try:
         while run.env_steps < config.total_steps and (stop_after is None or run.update < stop_after):
             row = run.step()
-            log.write(row)
+            if log is not None:
+                log.write(row)
             bar.update(min(row["env_steps"], config.total_steps) - bar.n)
             bar.set_postfix(ret=f"{row['return']:.3f}", acc=f"{row['answer_accuracy']:.3f}", kl=f"{row['kl']:.3f}",
                             beta=f"{row['beta']:.3f}")  # fmt: skip
@@ -384,9 +511,13 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False, progre
                 run.save()
     finally:
         bar.close()
-        log.close()
-    if run.env_steps < config.total_steps:
+        if log is not None:
+            log.close()
+    if not processes.same_everywhere(run.policy.state_dict().values()):
+        raise RuntimeError("the processes ended with different weights; their updates diverged (a bug, please report it)")
+    if run.env_steps < config.total_steps or not main:
         return {}
+    run.save_model()
     return summary | final_evaluation(run)
 
 
@@ -401,7 +532,7 @@ def final_evaluation(run: Run) -> dict[str, Any]:
     results: dict[str, Any] = {"random": evaluate(dialog_gym.RandomAgent(cfg.seed))}
     pretrained = run.checkpoints / "pretrained"
     if (pretrained / "state.json").exists():
-        model = TransformerPolicy(run.policy_config, run.policy.allowed_tokens.cpu()).to(run.device)
+        model = copy.deepcopy(run.policy)
         meta = load_checkpoint(pretrained, model, None, run.device)
         results["pretrained"] = evaluate(PolicyAgent(model, seed=cfg.seed, device=run.device))
         results["demonstrations"] = {"answer_accuracy": meta["demo_accuracy"]}

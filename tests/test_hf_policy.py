@@ -1,0 +1,141 @@
+"""transformers causal LMs as the policy: the adapter, its KV cache, LoRA, and the whole recipe."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel
+
+import dialog_gym
+from agents.agent import PolicyAgent
+from agents.cli import main as cli
+from agents.hf_policy import HFPolicy, HFPolicyConfig, build_hf_policy
+from agents.rollout import collect_episodes
+from agents.train import Run, TrainConfig, train
+
+TINY_GPT2 = Path(__file__).resolve().parents[1] / "examples" / "tiny-gpt2"
+
+
+@pytest.fixture(scope="module")
+def bpe_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bpe") / "tokenizer"
+    cli(["tokenizer", "--env", "DialogQA-v0", "--out", str(out), "--episodes", "2000", "--vocab-size", "600"])
+    return str(out)
+
+
+def tiny_model(vocab: int) -> GPT2LMHeadModel:
+    torch.manual_seed(0)
+    return GPT2LMHeadModel(GPT2Config(vocab_size=vocab, n_layer=2, n_head=2, n_embd=32, n_positions=128,
+                                      resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0))  # fmt: skip
+
+
+def test_the_adapter_gives_the_bare_models_logits():
+    model = tiny_model(50)
+    policy = HFPolicy(model, HFPolicyConfig(vocab_size=50, pad_id=0, context_len=128))
+    tokens = torch.randint(1, 50, (3, 20))
+    logits, values = policy(tokens)
+    with torch.no_grad():
+        bare = model(input_ids=tokens).logits
+    assert torch.allclose(logits, bare, atol=1e-5)
+    assert values.shape == (3, 20) and torch.all(values == 0)  # the value head starts at zero
+    # Left padding changes nothing at the real positions (positions count from the first real token).
+    padded = torch.cat([torch.zeros(3, 7, dtype=torch.long), tokens], dim=1)
+    logits_padded, _ = policy(padded)
+    assert torch.allclose(logits_padded[:, 7:], bare, atol=1e-5)
+
+
+def test_logits_are_cut_or_extended_to_the_envs_vocabulary_and_masked():
+    allowed = torch.ones(40, dtype=torch.bool)
+    allowed[3] = False
+    small = HFPolicy(tiny_model(36), HFPolicyConfig(vocab_size=40, pad_id=39, context_len=64), allowed)
+    logits, _ = small(torch.randint(0, 36, (2, 5)))
+    assert logits.shape[-1] == 40 and torch.all(logits[..., 36:] < -1e8) and torch.all(logits[..., 3] < -1e8)
+    large = HFPolicy(tiny_model(60), HFPolicyConfig(vocab_size=40, pad_id=0, context_len=64))
+    assert large(torch.randint(1, 40, (2, 5)))[0].shape[-1] == 40
+
+
+def test_rollouts_with_the_models_kv_cache_match_one_pass_scoring(bpe_dir):
+    envs = gym.make_vec("DialogQA-v0", num_envs=6, tokenizer=bpe_dir)
+    kernel = envs.unwrapped.kernel
+    config = HFPolicyConfig(kernel.tokenizer.vocab_size, kernel.tokenizer.pad_id, kernel.max_len)
+    torch.manual_seed(0)
+    policy = build_hf_policy(str(TINY_GPT2), config, torch.tensor(np.array(kernel.action_mask)))
+    rollout = collect_episodes(envs, policy, seed=0, generator=torch.Generator().manual_seed(0), device=torch.device("cpu"))
+    logprobs, _, values = rollout.score(policy)
+    assert rollout.mask.sum(1).min() >= 2  # several tokens per episode went through the cache
+    assert torch.allclose(logprobs[rollout.mask], rollout.logprobs[rollout.mask], atol=1e-5)
+
+
+def test_the_full_recipe_pretrain_ppo_save_load_evaluate(bpe_dir, tmp_path):
+    config = TrainConfig.from_dict({
+        "env": "DialogQA-v0", "policy": f"hf:{TINY_GPT2}", "env_args": {"tokenizer": bpe_dir}, "total_steps": 3000,
+        "num_envs": 64, "eval_episodes": 60, "pretraining": {"demonstrations": 1024, "epochs": 2},
+    })  # fmt: skip
+    results = train(config, tmp_path / "run", progress=False)
+    losses = results["pretraining"]["losses"]
+    assert losses[-1] < losses[0]
+    saved = tmp_path / "run" / "model"
+    assert (saved / "config.json").is_file() and (saved / "tokenizer.json").is_file()
+    # The saved directory loads with plain transformers and gives the same logits as the trained policy.
+    run = Run(config, tmp_path / "probe", progress=False)
+    from agents.checkpoint import latest_checkpoint, load_checkpoint
+
+    load_checkpoint(latest_checkpoint(tmp_path / "run" / "checkpoints"), run.policy)
+    tokens = torch.as_tensor(gym.make_vec("DialogQA-v0", num_envs=4, tokenizer=bpe_dir).reset(seed=0)[0])
+    bare = AutoModelForCausalLM.from_pretrained(saved)
+    with torch.no_grad():
+        ours, _ = run.policy(tokens)
+        valid = (tokens != run.policy.config.pad_id).long().cumsum(1) > 0
+        theirs = bare(input_ids=torch.where(valid, tokens, 0), attention_mask=valid.long(),
+                      position_ids=(valid.long().cumsum(1) - 1).clamp(min=0)).logits  # fmt: skip
+    real = valid[:, :, None] & run.policy.allowed_tokens  # our logits mask the tokens an agent may not emit
+    assert torch.allclose(ours[real], theirs[..., : ours.shape[-1]][real], atol=1e-4)
+    # Loaded back with its value head, the greedy policy scores exactly what the run reported.
+    loaded = HFPolicy.from_pretrained(saved)
+    again = dialog_gym.evaluate(PolicyAgent(loaded, greedy=True), "DialogQA-v0", episodes=60, seed=config.seed + 12345,
+                                split="test", tokenizer=bpe_dir)  # fmt: skip
+    assert again == json.loads((tmp_path / "run" / "eval.json").read_text())["ppo_greedy"]
+
+
+def test_lora_trains_only_the_adapters_and_the_reference_is_the_base_model(bpe_dir, tmp_path):
+    pytest.importorskip("peft")
+    config = TrainConfig.from_dict({
+        "env": "DialogQA-v0", "policy": f"hf:{TINY_GPT2}", "env_args": {"tokenizer": bpe_dir}, "total_steps": 1500,
+        "num_envs": 32, "pretrain": False, "model": {"lora_rank": 4},
+    })  # fmt: skip
+    run = Run(config, tmp_path, progress=False)
+    assert not isinstance(run.reference, torch.nn.Module)  # no second copy of the model
+    before = {k: v.clone() for k, v in run.policy.state_dict().items()}
+    tokens = torch.as_tensor(gym.make_vec("DialogQA-v0", num_envs=4, tokenizer=bpe_dir).reset(seed=0)[0])
+    with torch.no_grad():
+        base_logits = run.reference(tokens)[0]
+    for _ in range(3):
+        run.step()
+    after = run.policy.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all("lora_" in k or k.startswith("value_head") for k in changed)
+    with torch.no_grad():
+        assert torch.equal(run.reference(tokens)[0], base_logits)  # adapters off: still the base model
+        assert not torch.allclose(run.policy(tokens)[0], base_logits)
+    saved = run.policy.save_pretrained(tmp_path / "merged")
+    merged = HFPolicy.from_pretrained(saved)
+    with torch.no_grad():
+        assert torch.allclose(merged(tokens)[0], run.policy(tokens)[0], atol=1e-4)
+
+
+def test_bad_policy_settings_fail_in_one_line(bpe_dir, tmp_path):
+    with pytest.raises(SystemExit, match="does not exist"):
+        cli(["train", "--policy", f"hf:{tmp_path / 'nowhere'}", "--out", str(tmp_path / "a"), "--quiet"])
+    with pytest.raises(SystemExit, match="policy must be 'transformer' or 'hf:PATH'"):
+        cli(["train", "--policy", "gpt2", "--out", str(tmp_path / "b"), "--quiet"])
+    trained = HFPolicy(tiny_model(600), HFPolicyConfig(600, 0, 128)).save_pretrained(tmp_path / "trained")
+    with pytest.raises(ValueError, match="--env-arg tokenizer=DIR"):
+        Run(TrainConfig(policy=f"hf:{trained}", env="DialogQA-v0"), tmp_path / "c", progress=False)
+    with pytest.raises(ValueError, match="positions"):
+        Run(TrainConfig(policy=f"hf:{trained}", env="DialogQA-v0", env_args={"tokenizer": bpe_dir, "max_len": 200}),
+            tmp_path / "d", progress=False)  # fmt: skip
