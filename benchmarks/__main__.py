@@ -22,7 +22,16 @@ import numpy
 import stable_baselines3
 import torch
 
-from benchmarks import env_throughput, learned_reward, main_job, ppo_throughput, pretraining_difficulty, sb3_crosscheck
+from benchmarks import (
+    distributed_throughput,
+    env_throughput,
+    hf_policy_throughput,
+    learned_reward,
+    main_job,
+    ppo_throughput,
+    pretraining_difficulty,
+    sb3_crosscheck,
+)
 
 
 def machine() -> str:
@@ -56,6 +65,9 @@ def main(argv: list[str] | None = None) -> Path:
         ("PPO against a learned reward model", f"python benchmarks/learned_reward.py{flag}", lambda: learned_reward.run(args.quick)),
         ("How hard is DialogQA-v0", f"python benchmarks/pretraining_difficulty.py{' --steps 1000 --every 500' if args.quick else ''}",
          lambda: pretraining_difficulty.run(args.quick)),
+        ("transformers policies", f"python benchmarks/hf_policy_throughput.py{flag}", lambda: hf_policy_throughput.run(args.quick)),
+        ("Training on several processes (torchrun)", f"python benchmarks/distributed_throughput.py{flag}",
+         lambda: distributed_throughput.run(args.quick)),
     ]  # fmt: skip
     report = [f"# Benchmark results{' (quick mode)' if args.quick else ''}", "", f"Machine: {machine()}.", "",
               f"Date: {time.strftime('%Y-%m-%d')}. Command: `python -m benchmarks{flag}`.", ""]  # fmt: skip

@@ -34,7 +34,10 @@ def dialog_qa_task(dataset: str | None = None, tokenizer: str | Tokenizer | None
             raise ValueError(f"{sorted(world)} configure generated worlds; they cannot be combined with dataset=")
         return JsonlTask(dataset, tokenizer="word" if tokenizer is None else tokenizer)
     if tokenizer is not None:
-        raise ValueError("tokenizer= applies to dataset= files; generated worlds use their own word vocabulary")
+        raise ValueError(
+            f"tokenizer= applies to dataset= files (got {tokenizer!r}); generated worlds use their own word "
+            "vocabulary or a Hugging Face tokenizer (an object or a local directory)"
+        )
     return MicroWorldTask(**world)
 
 

@@ -6,9 +6,23 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parents[1]))
 
 
+def tiny_gpt2():
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    return GPT2LMHeadModel(GPT2Config(vocab_size=300, n_layer=1, n_head=2, n_embd=16, n_positions=128))
+
+
 def test_the_suite_writes_results_and_pngs(tmp_path, monkeypatch):
     from benchmarks import __main__ as suite
-    from benchmarks import env_throughput, learned_reward, main_job, pretraining_difficulty, sb3_crosscheck
+    from benchmarks import (
+        distributed_throughput,
+        env_throughput,
+        hf_policy_throughput,
+        learned_reward,
+        main_job,
+        pretraining_difficulty,
+        sb3_crosscheck,
+    )
 
     # The same code paths as --quick, on grids small enough for the test suite.
     monkeypatch.setattr(sb3_crosscheck, "grid", lambda quick: [("V8 A1", {"vocab_size": 8, "answer_len": 1}, 2048, 2048, 1)])
@@ -21,8 +35,14 @@ def test_the_suite_writes_results_and_pngs(tmp_path, monkeypatch):
     monkeypatch.setattr(main_job, "QUICK_CONFIG", tiny)
     small = {"pairs": "200", "epochs": "1", "config": tiny}
     monkeypatch.setattr(learned_reward, "QUICK", small)
+    monkeypatch.setattr(hf_policy_throughput, "gpt2_small", lambda config, allowed: hf_policy_throughput.HFPolicy(
+        tiny_gpt2(), config, allowed))  # the 124M-parameter shape is left to the real benchmark
+    measure = distributed_throughput.measure
+    monkeypatch.setattr(distributed_throughput, "measure", lambda k, episodes, total, threads=None: measure(k, 16, 400, threads))
     report = suite.main(["--quick", "--out", str(tmp_path)]).read_text()
-    for title in ("Env throughput", "PPO throughput", "The main job", "Stable-Baselines3", "learned reward", "How hard is DialogQA-v0"):
+    assert "| 2 processes, 64 episodes each | 1 |" in report and "| GPT-2 small shape, 124M |" in report
+    for title in ("Env throughput", "PPO throughput", "The main job", "Stable-Baselines3", "learned reward",
+                  "How hard is DialogQA-v0", "transformers policies", "several processes"):
         assert f"## {title}" in report or title in report
     assert "Machine:" in report
     assert "| V8 A1 | SB3 PPO |" in report and "| V8 A1 | ours, from scratch |" in report

@@ -421,7 +421,8 @@ def test_dataset_cannot_be_combined_with_world_arguments(tmp_path) -> None:
 
 
 def test_unknown_tokenizer_name_is_refused(tmp_path) -> None:
-    with pytest.raises(ValueError, match="unknown tokenizer 'bpe'"):
+    # Any other string names a Hugging Face tokenizer directory, which must exist.
+    with pytest.raises(ValueError, match="tokenizer='bpe' is not a directory; pass 'word', 'char'"):
         make(write_jsonl(tmp_path, MULTI), tokenizer="bpe")
 
 

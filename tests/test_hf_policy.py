@@ -139,3 +139,21 @@ def test_bad_policy_settings_fail_in_one_line(bpe_dir, tmp_path):
     with pytest.raises(ValueError, match="positions"):
         Run(TrainConfig(policy=f"hf:{trained}", env="DialogQA-v0", env_args={"tokenizer": bpe_dir, "max_len": 200}),
             tmp_path / "d", progress=False)  # fmt: skip
+
+
+def test_a_downloaded_model_directory_trains_with_the_real_lm_example(tmp_path, gpt2_like):
+    """A model directory as huggingface-cli leaves it (weights and a GPT-2-like tokenizer without padding)."""
+    tokenizer = gpt2_like
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), n_layer=2, n_head=2, n_embd=32, n_positions=256))
+    downloaded = tmp_path / "models" / "gpt2-like"
+    model.save_pretrained(downloaded)
+    tokenizer.save_pretrained(downloaded)
+    example = Path(__file__).resolve().parents[1] / "examples" / "real-lm.yaml"
+    cli(["train", "--policy", f"hf:{downloaded}", "--config", str(example), "--out", str(tmp_path / "run"),
+         "--total-steps", "600", "--quiet"])  # fmt: skip
+    results = json.loads((tmp_path / "run" / "eval.json").read_text())
+    assert {"random", "pretrained", "ppo", "ppo_greedy"} <= set(results)
+    config = (tmp_path / "run" / "config.yaml").read_text()
+    assert f"tokenizer: {downloaded}" in config  # the model's own tokenizer became the env's vocabulary
+    trained = AutoModelForCausalLM.from_pretrained(tmp_path / "run" / "model")  # LoRA merged into plain weights
+    assert not any("lora" in name for name in trained.state_dict())

@@ -8,12 +8,10 @@ import gymnasium as gym
 import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import AutoTokenizer, PreTrainedTokenizerFast
+from transformers import AutoTokenizer
 
 import dialog_gym
 from agents.cli import main as cli
-from dialog_gym.bpe import task_texts
 
 EPISODES = 60
 
@@ -24,20 +22,6 @@ def bpe_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("bpe") / "tokenizer"
     cli(["tokenizer", "--env", "DialogQA-v0", "--out", str(out), "--episodes", "3000", "--vocab-size", "600"])
     return out
-
-
-@pytest.fixture(scope="module")
-def gpt2_like():
-    """A tokenizer shaped like GPT-2's: byte-level, one special token that is BOS, EOS and UNK, no padding."""
-    bpe = Tokenizer(models.BPE())
-    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    bpe.decoder = decoders.ByteLevel()
-    corpus = list(task_texts("DialogQA-v0", 500)) + ["\nUser: \nAgent: hello"]
-    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=["<|endoftext|>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)  # fmt: skip
-    bpe.train_from_iterator(corpus, trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token="<|endoftext|>", eos_token="<|endoftext|>",
-                                   unk_token="<|endoftext|>")  # fmt: skip
 
 
 def snapshot(tokenizer) -> tuple:

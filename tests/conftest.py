@@ -1,0 +1,27 @@
+"""Fixtures shared by several test modules."""
+
+from __future__ import annotations
+
+import pytest
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import PreTrainedTokenizerFast
+
+from dialog_gym.bpe import task_texts
+
+
+def gpt2_like_tokenizer() -> PreTrainedTokenizerFast:
+    """A tokenizer shaped like GPT-2's: byte-level, one special token that is BOS, EOS and UNK, no padding."""
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    corpus = list(task_texts("DialogQA-v0", 500)) + ["\nUser: \nAgent: hello"]
+    trainer = trainers.BpeTrainer(vocab_size=700, special_tokens=["<|endoftext|>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)  # fmt: skip
+    bpe.train_from_iterator(corpus, trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token="<|endoftext|>", eos_token="<|endoftext|>",
+                                   unk_token="<|endoftext|>")  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def gpt2_like() -> PreTrainedTokenizerFast:
+    return gpt2_like_tokenizer()
