@@ -157,3 +157,14 @@ def test_a_downloaded_model_directory_trains_with_the_real_lm_example(tmp_path, 
     assert f"tokenizer: {downloaded}" in config  # the model's own tokenizer became the env's vocabulary
     trained = AutoModelForCausalLM.from_pretrained(tmp_path / "run" / "model")  # LoRA merged into plain weights
     assert not any("lora" in name for name in trained.state_dict())
+
+
+def test_ppo_from_scratch_teaches_a_tiny_gpt2_the_toy_task(tmp_path):
+    config = TrainConfig.from_dict({
+        "env": "DialogQA-Toy-v0", "env_args": {"vocab_size": 8, "answer_len": 1, "n_questions": 0},
+        "policy": f"hf:{TINY_GPT2}", "total_steps": 40_000, "num_envs": 256, "pretrain": False, "eval_episodes": 500,
+        "ppo": {"ent_coef": 0.05, "kl_coef": 0.0, "learning_rate": 1e-3},
+    })  # fmt: skip
+    results = train(config, tmp_path, progress=False)
+    assert results["random"]["success_rate"] < 0.2
+    assert results["ppo"]["success_rate"] >= 0.9
