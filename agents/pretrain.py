@@ -49,9 +49,11 @@ def answer_loss(policy: TransformerPolicy, ids: torch.Tensor, lengths: torch.Ten
     ``ids`` (B, S) right-padded dialogues, ``lengths`` (B,), ``answer_mask`` (B, S) the tokens to predict.
     """
     valid = torch.arange(ids.shape[1], device=ids.device)[None, :] < lengths[:, None]
-    logits, _ = policy(ids, valid)
+    logits, values = policy(ids, valid)
     targets = answer_mask[:, 1:]
-    return F.cross_entropy(logits[:, :-1][targets], ids[:, 1:][targets])
+    # The value head joins with weight 0: its gradient is zero, but DistributedDataParallel, which
+    # expects every parameter to take part in the loss, sees it used.
+    return F.cross_entropy(logits[:, :-1][targets], ids[:, 1:][targets]) + 0.0 * values[valid].sum()
 
 
 def pretrain(policy: TransformerPolicy, demos, config: PretrainConfig, generator: torch.Generator,

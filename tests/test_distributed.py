@@ -85,7 +85,8 @@ def test_two_gloo_processes_equal_one_process_on_the_concatenated_batch(tmp_path
 
 def test_a_resumed_two_process_run_continues_exactly(tmp_path):
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
-    config = {**CONFIG, "checkpoint_every": 1}
+    pretraining = {"demonstrations": 96, "epochs": 1, "batch_size": 16}  # sharded over the processes too
+    config = {**CONFIG, "checkpoint_every": 1, "pretrain": True, "pretraining": pretraining}
     torchrun("train", straight, config, updates=4)
     torchrun("train", resumed, config, updates=2)
     torchrun("resume", resumed, config, updates=4)
