@@ -25,7 +25,6 @@ import torch.nn as nn
 import yaml
 
 import dialog_gym
-from dialog_gym.hf_tokenizer import HFTokenizer
 from agents.agent import PolicyAgent
 from agents.checkpoint import (
     CheckpointError,
@@ -35,13 +34,14 @@ from agents.checkpoint import (
     save_checkpoint,
     write_atomic,
 )
-from agents.mlp import MLPPolicy
 from agents.distributed import Processes, start_processes, stop_processes
 from agents.hf_policy import HF_PREFIX, AdaptersDisabled, HFPolicy, HFPolicyConfig, build_hf_policy
+from agents.mlp import MLPPolicy
 from agents.policy import PolicyConfig, TransformerPolicy
 from agents.ppo import AdaptiveKLController, NonFiniteError, PPOConfig, gae, ppo_update
 from agents.pretrain import PretrainConfig, pretrain
 from agents.rollout import StepCollector, check_window, collect_episodes
+from dialog_gym.hf_tokenizer import HFTokenizer
 
 
 @dataclass
