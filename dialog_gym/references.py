@@ -13,7 +13,7 @@ REFERENCE_SCORES: dict[str, dict[str, dict[str, float]]] = {
     "DialogQA-v0": {
         "random": {"mean_return": -0.879, "answer_accuracy": 0.042, "success_rate": 0.029},
         "oracle": {"mean_return": 2.045, "answer_accuracy": 1.0, "success_rate": 1.0},
-        "ppo": {"mean_return": 1.949, "answer_accuracy": 0.986, "success_rate": 0.976},
+        "ppo": {"mean_return": 1.958, "answer_accuracy": 0.988, "success_rate": 0.980},
     },
     "DialogQA-Toy-v0": {
         "random": {"mean_return": 0.064, "answer_accuracy": 0.0, "success_rate": 0.0},
