@@ -6,7 +6,8 @@ On DialogQA-v0 spoken in a byte-level BPE trained on its text, times one rollout
 (KV-cached decoding) and one PPO epoch over it (forward + backward of every episode) for our
 Transformer (the baseline), the tiny GPT-2 of examples/tiny-gpt2, and a model shaped like GPT-2
 small (124M parameters, random weights built from its config: nothing is downloaded, and the
-cost of a forward pass does not depend on the weights' values).
+cost of a forward pass does not depend on the weights' values). A second table gives what the env
+itself costs in that vocabulary against its built-in one.
 """
 
 from __future__ import annotations
@@ -58,6 +59,17 @@ def time_policy(policy: torch.nn.Module, envs, episodes: int) -> dict[str, float
     }
 
 
+def env_steps_per_second(seconds: float, **env_args) -> float:
+    """Oracle steps per second of 512 DialogQA-v0 envs (what the env costs, without a policy)."""
+    envs = gym.make_vec("DialogQA-v0", num_envs=512, **env_args)
+    _, info = envs.reset(seed=0)
+    steps, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        _, _, _, _, info = envs.step(info["expert_action"])
+        steps += 512
+    return steps / (time.perf_counter() - start)
+
+
 def run(quick: bool = False) -> str:
     episodes = 16 if quick else 64
     with tempfile.TemporaryDirectory() as directory:
@@ -74,6 +86,8 @@ def run(quick: bool = False) -> str:
             ("GPT-2 small shape, 124M", lambda: gpt2_small(config, allowed)),
         ]  # fmt: skip
         rows = [(name, time_policy(make(), envs, episodes)) for name, make in candidates]
+        seconds = 0.5 if quick else 3.0
+        native_env, bpe_env = env_steps_per_second(seconds), env_steps_per_second(seconds, tokenizer=directory)
     base = rows[0][1]
     lines = [f"DialogQA-v0 with a 1024-token byte-level BPE, {episodes} episodes, {torch.get_num_threads()} CPU threads.", "",
              "| policy | parameters | rollout env steps/s | vs baseline | PPO update tokens/s | vs baseline |",
@@ -82,6 +96,10 @@ def run(quick: bool = False) -> str:
         lines.append(f"| {name} | {r['parameters']:,} | {r['rollout_steps_per_second']:,.0f} | "
                      f"{r['rollout_steps_per_second'] / base['rollout_steps_per_second']:.3f}x | "
                      f"{r['update_tokens_per_second']:,.0f} | {r['update_tokens_per_second'] / base['update_tokens_per_second']:.3f}x |")  # fmt: skip
+    lines += ["", "| env (512 envs, oracle actions) | env steps/s | vs built-in |", "|---|---:|---:|",
+              f"| DialogQA-v0, built-in vocabulary | {native_env:,.0f} | 1.000x |",
+              f"| DialogQA-v0, the BPE (answers decoded and re-read to be scored) | {bpe_env:,.0f} | "
+              f"{bpe_env / native_env:.3f}x |"]  # fmt: skip
     return "\n".join(lines)
 
 

@@ -54,6 +54,7 @@ class RetokenizedTask:
             max_reference_len=limits.max_reference_len * grow, max_keywords=limits.max_keywords,
             max_keyword_len=limits.max_keyword_len * grow,
         )  # fmt: skip
+        self._known: dict[bytes, list[int]] = {}
         filler = np.array(task.filler_ids, np.int64)
         self.filler_ids = tuple(int(i) for i in self.pieces[filler][np.arange(grow) < self.piece_len[filler, None]])
         # Interactive and adaptive tasks keep their behaviour; the kernel looks these up by name.
@@ -95,16 +96,22 @@ class RetokenizedTask:
         """Hugging Face ids (..., W) -> the task's own ids of the same text, right-padded to the longest."""
         lead, w = tokens.shape[:-1], tokens.shape[-1]
         flat, flat_len = tokens.reshape(-1, w), lengths.reshape(-1)
-        native = self.native.tokenizer
-        encoded = []
-        for row, n in zip(flat, flat_len):
-            text = self.tokenizer.decode(row[:n], skip_special=True).strip() if n else ""
-            encoded.append(_encode_leniently(native, text))
+        encoded = [self._native_ids(row[:n].tobytes()) for row, n in zip(flat, flat_len)]
         width = max([len(e) for e in encoded] + [1])
-        out = np.full((len(encoded), width), native.pad_id, np.int64)
+        out = np.full((len(encoded), width), self.native.tokenizer.pad_id, np.int64)
         for i, ids in enumerate(encoded):
             out[i, : len(ids)] = ids
         return out.reshape(*lead, width), np.array([len(e) for e in encoded], np.int64).reshape(lead)
+
+    def _native_ids(self, key: bytes) -> list[int]:
+        """The task tokenizer's ids of the text one sequence of ids spells (remembered: answers repeat)."""
+        ids = self._known.get(key)
+        if ids is None:
+            if len(self._known) >= 200_000:
+                self._known.clear()
+            text = self.tokenizer.decode(np.frombuffer(key, np.int64), skip_special=True).strip()
+            ids = self._known[key] = _encode_leniently(self.native.tokenizer, text)
+        return ids
 
     def resolve_reward(self, reward: str | TextReward) -> BatchReward:
         """The task's reward, applied to the text of the agent's answers read in the task's own vocabulary."""
