@@ -116,3 +116,14 @@ def test_bad_tokenizers_are_refused_in_one_line(tmp_path, gpt2_like):
         gym.make("DialogQA-v0", tokenizer=gpt2_like, reward="model:somewhere")
     with pytest.raises(SystemExit, match="vocab_size must be an integer >= 263"):
         cli(["tokenizer", "--out", str(tmp_path / "small"), "--vocab-size", "100"])
+
+
+def test_a_task_with_few_episodes_gets_a_window_measured_over_all_of_them(tmp_path):
+    cli(["tokenizer", "--env", "Conversation-v0", "--out", str(tmp_path / "tok"), "--episodes", "300", "--vocab-size", "600"])
+    task = gym.make("Conversation-v0", tokenizer=str(tmp_path / "tok")).unwrapped.task
+    native, limits = task.native.limits, task.limits
+    widest = int(task.piece_len.max())
+    assert widest > 2 and limits.max_dialogue_len < native.max_dialogue_len * widest / 2  # far below the bound
+    every = [task.episodes(split, np.arange(task.num_examples(split), dtype=np.uint64)) for split in ("train", "test")]
+    assert max(int(e.segment_len.sum(1).max()) for e in every) == limits.max_dialogue_len  # tight, and all fit
+    assert max(int(e.reference_len.max()) for e in every) == limits.max_reference_len

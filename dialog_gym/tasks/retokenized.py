@@ -3,7 +3,8 @@
 The task keeps generating episodes in its own small vocabulary; each of its tokens becomes the
 Hugging Face encoding of its text (with a leading space for word vocabularies) and each marker the
 vocabulary's own token or a plain-text stand-in (``"\\nUser:"``). The mapping is a fixed table, so
-re-writing a batch of episodes is a few numpy operations and the limits stay known in advance.
+re-writing a batch of episodes is a few numpy operations and the limits stay known in advance
+(measured over every episode when a task has few enough, bounded by the longest piece otherwise).
 Answers go the other way for scoring: the agent's ids are decoded to text and read by the task's
 own tokenizer, so every reward (and an interactive task's user) judges the text the agent wrote,
 whatever sequence of ids spelled it.
@@ -15,7 +16,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from dialog_gym.episodes import EpisodeLimits, Episodes
+from dialog_gym.episodes import SPLITS, EpisodeLimits, Episodes
 from dialog_gym.hf_tokenizer import HFTokenizer
 from dialog_gym.rewards import MODEL_PREFIX, AnswerBatch, BatchReward, TextReward, resolve_reward
 from dialog_gym.tasks.base import Reply, Task
@@ -46,7 +47,8 @@ class RetokenizedTask:
         self.pieces = np.full((len(pieces), max(widest, 1)), tokenizer.pad_id, np.int64)
         for i, piece in enumerate(pieces):
             self.pieces[i, : len(piece)] = piece
-        # Every native token becomes at most ``widest`` ids, which bounds every length.
+        # Every native token becomes at most ``widest`` ids, which bounds every length; a task with
+        # few enough episodes has them all measured instead, for a tight window.
         limits, grow = task.limits, max(widest, 1)
         self.limits = EpisodeLimits(
             max_turns=limits.max_turns, max_segment_len=limits.max_segment_len * grow,
@@ -54,6 +56,7 @@ class RetokenizedTask:
             max_reference_len=limits.max_reference_len * grow, max_keywords=limits.max_keywords,
             max_keyword_len=limits.max_keyword_len * grow,
         )  # fmt: skip
+        self.limits = self._measured_limits() or self.limits
         self._known: dict[bytes, list[int]] = {}
         filler = np.array(task.filler_ids, np.int64)
         self.filler_ids = tuple(int(i) for i in self.pieces[filler][np.arange(grow) < self.piece_len[filler, None]])
@@ -63,6 +66,25 @@ class RetokenizedTask:
         for name in ("observe_answers", "restart"):
             if hasattr(task, name):
                 setattr(self, name, getattr(task, name))
+
+    def _measured_limits(self, most: int = 100_000) -> EpisodeLimits | None:
+        """Exact limits from every episode of a task whose splits are finite and small (not for
+        interactive tasks, whose user turns are written during play)."""
+        sizes = [self.native.num_examples(split) for split in SPLITS]
+        if hasattr(self.native, "respond") or any(n is None for n in sizes) or sum(sizes) > most:
+            return None
+        segment = dialogue = reference = keyword = 1
+        for split, n in zip(SPLITS, sizes):
+            for start in range(0, n, 4096):
+                batch = self.episodes(split, np.arange(start, min(n, start + 4096), dtype=np.uint64))
+                segment = max(segment, int(batch.segment_len.max(initial=0)))
+                dialogue = max(dialogue, int(batch.segment_len.sum(1).max(initial=0)))
+                reference = max(reference, int(batch.reference_len.max(initial=0)))
+                keyword = max(keyword, int(batch.keyword_len.max(initial=0)))
+        bound = self.limits
+        return replace(bound, max_segment_len=segment, max_dialogue_len=dialogue,
+                       max_question_len=min(bound.max_question_len, segment), max_reference_len=reference,
+                       max_keyword_len=keyword)  # fmt: skip
 
     def num_examples(self, split: str) -> int | None:
         return self.native.num_examples(split)
