@@ -216,7 +216,7 @@ def build_hf_policy(spec: str, config: HFPolicyConfig, allowed_tokens: torch.Ten
         try:
             from peft import LoraConfig, get_peft_model
         except ImportError:
-            raise ImportError("lora_rank > 0 needs peft: pip install peft") from None
+            raise ValueError(f"model.lora_rank={lora_rank} needs peft, which is not installed: pip install peft") from None
         from transformers.pytorch_utils import Conv1D
 
         # GPT-2 style models store their projections transposed (Conv1D); LoRA must know.
