@@ -11,6 +11,7 @@ Dropout stays off even in training mode: PPO's ratio must compare one function w
 from __future__ import annotations
 
 import copy
+import functools
 import inspect
 import json
 import os
@@ -74,8 +75,9 @@ class HFPolicy(nn.Module):
         allowed = torch.ones(config.vocab_size, dtype=torch.bool) if allowed_tokens is None else allowed_tokens.bool()
         self.register_buffer("allowed_tokens", allowed.clone())
 
-    @property
+    @functools.cached_property
     def _cache_argument(self) -> str:
+        """The name the model's forward gives its KV cache (newer transformers say ``cache``)."""
         inner = self.model.get_base_model() if self.has_adapters else self.model
         return "cache" if "cache" in inspect.signature(inner.forward).parameters else "past_key_values"
 
@@ -118,7 +120,7 @@ class HFPolicy(nn.Module):
         """Feed new tokens (B, C) after the cached ones (``valid`` marks the real ones); as ``TransformerPolicy.extend``."""
         positions = (cache.next_position[:, None] + valid.long().cumsum(1) - 1).clamp(min=0)
         key_valid = torch.cat([cache.valid, valid], dim=1)
-        # The cache object grows in place (newer transformers name the argument ``cache``).
+        # The cache object grows in place.
         past = {self._cache_argument: cache.past}
         out = self.model(input_ids=self._ids(tokens, valid), attention_mask=key_valid.long(), position_ids=positions,
                          use_cache=True, output_hidden_states=True, **past)  # fmt: skip

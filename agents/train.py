@@ -337,7 +337,7 @@ class Run:
             rollout.num_steps, rollout.kl_sum, rows, returns.sum(), (returns**2).sum(), residuals.sum(), (residuals**2).sum()
         )  # fmt: skip
         kl_per_episode = kl_sum / n_rows if self.token_env else 0.0
-        self.kl.update(kl_per_episode, int(n_rows) if self.token_env else 1)
+        self.kl.update(kl_per_episode, int(n_rows))  # beta is 0 (and stays so) for envs that are not token envs
         self.update += 1
         self.env_steps += int(steps)
         episode = processes.gather_arrays(rollout.episode)

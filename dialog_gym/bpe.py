@@ -16,7 +16,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from dialog_gym.tokenizers import SPECIAL_TOKENS
+from dialog_gym.tokenizers import SPECIAL_ID_ATTRIBUTES, SPECIAL_TOKENS
 
 
 def task_texts(env_id: str, episodes: int, seed: int = 0, **env_args: Any) -> Iterator[str]:
@@ -24,7 +24,7 @@ def task_texts(env_id: str, episodes: int, seed: int = 0, **env_args: Any) -> It
     task = gym.make(env_id, **env_args).unwrapped.task
     tokenizer = task.tokenizer
     # Every word of the task's vocabulary once, so rare ones (filler words, unusual names) get merged too.
-    specials = {getattr(tokenizer, name, None) for name in ("pad_id", "bos_id", "eos_id", "sep_id", "unk_id", "user_id", "agent_id")}
+    specials = {getattr(tokenizer, name, None) for name in SPECIAL_ID_ATTRIBUTES}
     yield from (" " + tokenizer.id_to_token(i) for i in range(tokenizer.vocab_size) if i not in specials)
     index = np.random.default_rng(seed).integers(0, 2**63, size=episodes, dtype=np.uint64)
     for start in range(0, episodes, 1024):

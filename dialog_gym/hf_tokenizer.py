@@ -56,7 +56,7 @@ class HFTokenizer:
     def __init__(self, tokenizer: Any) -> None:
         self.hf = tokenizer
         self.hf_size = len(tokenizer)
-        vocab = tokenizer.get_vocab()
+        self._vocab = vocab = tokenizer.get_vocab()
         eos = tokenizer.eos_token_id
         if eos is None:
             raise ValueError(
@@ -119,7 +119,7 @@ class HFTokenizer:
         return "<pad>" if int(i) == self.hf_size and self._private_pad else self.hf.convert_ids_to_tokens(int(i))
 
     def token_to_id(self, token: str) -> int | None:
-        return self.hf.get_vocab().get(token)
+        return self._vocab.get(token)
 
     def marker(self, name: str) -> list[int]:
         """The ids that stand for a dialog_gym marker such as ``"<user>"``: its own token, else plain text."""

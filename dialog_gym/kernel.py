@@ -17,6 +17,7 @@ from dialog_gym.episodes import Episodes
 from dialog_gym.random_streams import episode_index
 from dialog_gym.rewards import MODEL_PREFIX, AnswerBatch, BatchReward, TextReward, resolve_reward
 from dialog_gym.tasks.base import Task, check_split
+from dialog_gym.tokenizers import SPECIAL_ID_ATTRIBUTES
 
 
 @dataclass
@@ -127,7 +128,7 @@ class DialogueKernel:
         self.observe_answers = getattr(task, "observe_answers", None) if self.split == "train" else None
 
         self.action_mask = np.ones(self.tokenizer.vocab_size, bool)
-        for special in ("pad_id", "bos_id", "sep_id", "unk_id", "user_id", "agent_id"):
+        for special in SPECIAL_ID_ATTRIBUTES.keys() - {"eos_id"}:
             token = getattr(self.tokenizer, special, None)
             if token is not None:
                 self.action_mask[token] = False

@@ -20,6 +20,7 @@ from typing import ClassVar, Protocol, TypeVar, runtime_checkable
 import numpy as np
 
 __all__ = [
+    "SPECIAL_ID_ATTRIBUTES",
     "SPECIAL_TOKENS",
     "CharTokenizer",
     "Tokenizer",
@@ -30,6 +31,10 @@ __all__ = [
 
 SPECIAL_TOKENS: tuple[str, ...] = ("<pad>", "<bos>", "<eos>", "<sep>", "<unk>", "<user>", "<agent>")
 PAD_ID, BOS_ID, EOS_ID, SEP_ID, UNK_ID, USER_ID, AGENT_ID = range(len(SPECIAL_TOKENS))
+# The `Tokenizer` attribute that holds each special token's id, with the token it stands for.
+SPECIAL_ID_ATTRIBUTES: dict[str, str] = dict(
+    zip(("pad_id", "bos_id", "eos_id", "sep_id", "unk_id", "user_id", "agent_id"), SPECIAL_TOKENS)
+)
 
 _WORD_PIECE = re.compile(r"\w+|[^\w\s]")
 _VocabT = TypeVar("_VocabT", bound="VocabTokenizer")

@@ -16,13 +16,11 @@ from dataclasses import replace
 
 import numpy as np
 
-from dialog_gym.episodes import SPLITS, EpisodeLimits, Episodes
+from dialog_gym.episodes import SPLITS, EpisodeLimits, Episodes, concat_ragged
 from dialog_gym.hf_tokenizer import HFTokenizer
 from dialog_gym.rewards import MODEL_PREFIX, AnswerBatch, BatchReward, TextReward, resolve_reward
 from dialog_gym.tasks.base import Reply, Task
-
-_MARKERS = {"bos_id": "<bos>", "eos_id": "<eos>", "sep_id": "<sep>", "unk_id": "<unk>", "user_id": "<user>",
-            "agent_id": "<agent>"}  # fmt: skip
+from dialog_gym.tokenizers import SPECIAL_ID_ATTRIBUTES
 
 
 class RetokenizedTask:
@@ -34,7 +32,7 @@ class RetokenizedTask:
         self.default_reward = task.default_reward
         prefix = " " if getattr(native, "joiner", " ") == " " else ""
         pieces: list[list[int]] = []
-        specials = {getattr(native, name, None): marker for name, marker in _MARKERS.items()}
+        specials = {getattr(native, name, None): marker for name, marker in SPECIAL_ID_ATTRIBUTES.items()}
         for i in range(native.vocab_size):
             if i == native.pad_id:
                 pieces.append([])
@@ -102,17 +100,14 @@ class RetokenizedTask:
         """Native ids (..., W) with lengths (...) -> Hugging Face ids (..., width) and their lengths."""
         lead, w = tokens.shape[:-1], tokens.shape[-1]
         flat, flat_len = tokens.reshape(-1, w), lengths.reshape(-1)
-        rows, p = len(flat), self.pieces.shape[1]
         valid = np.arange(w)[None, :] < flat_len[:, None]
         ids = np.where(valid, flat, self.native.tokenizer.pad_id)
-        keep = (np.arange(p)[None, None, :] < np.where(valid, self.piece_len[ids], 0)[:, :, None]).reshape(rows, -1)
-        out_len = keep.sum(1)
-        if rows and int(out_len.max()) > width:
+        piece_len = np.where(valid, self.piece_len[ids], 0)
+        out, out_len = concat_ragged([(self.pieces[ids[:, j]], piece_len[:, j]) for j in range(w)], self.tokenizer.pad_id)
+        if len(out_len) and int(out_len.max()) > width:
             raise ValueError(f"a sequence took {int(out_len.max())} tokens, more than the limit {width}")
-        columns = np.where(keep, np.cumsum(keep, axis=1) - 1, width)  # dropped entries land in a spare column
-        out = np.full((rows, width + 1), self.tokenizer.pad_id, np.int64)
-        out[np.arange(rows)[:, None], columns] = self.pieces[ids].reshape(rows, -1)
-        return out[:, :width].reshape(*lead, width), out_len.reshape(lead)
+        out = np.pad(out[:, :width], ((0, 0), (0, max(0, width - out.shape[1]))), constant_values=self.tokenizer.pad_id)
+        return out.reshape(*lead, width), out_len.reshape(lead)
 
     def to_native(self, tokens: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Hugging Face ids (..., W) -> the task's own ids of the same text, right-padded to the longest."""
