@@ -17,7 +17,9 @@ class PolicyAgent:
     any vector env and any batch of observations.
     """
 
-    def __init__(self, policy: TransformerPolicy, greedy: bool = False, seed: int = 0, device: str | torch.device = "cpu") -> None:
+    def __init__(
+        self, policy: TransformerPolicy, greedy: bool = False, seed: int = 0, device: str | torch.device = "cpu"
+    ) -> None:
         self.policy, self.greedy, self.device = policy, greedy, torch.device(device)
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
 

@@ -76,8 +76,9 @@ def load_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Te
     optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
 
 
-def save_checkpoint(directory: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None,
-                    state: dict[str, Any]) -> Path:  # fmt: skip
+def save_checkpoint(
+    directory: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None, state: dict[str, Any]
+) -> Path:
     """Write a checkpoint directory atomically; returns its path."""
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
@@ -104,8 +105,12 @@ def save_checkpoint(directory: Path, model: torch.nn.Module, optimizer: torch.op
     return directory
 
 
-def load_checkpoint(directory: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None,
-                    device: torch.device | str = "cpu") -> dict[str, Any]:  # fmt: skip
+def load_checkpoint(
+    directory: Path,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer | None = None,
+    device: torch.device | str = "cpu",
+) -> dict[str, Any]:
     """Load a checkpoint into ``model`` (and ``optimizer``); returns its ``state.json``."""
     directory = Path(directory)
     state_file = directory / "state.json"
@@ -120,7 +125,9 @@ def load_checkpoint(directory: Path, model: torch.nn.Module, optimizer: torch.op
     needed = ["model.safetensors"] + (["optimizer.safetensors"] if optimizer is not None else [])
     for name in needed:
         if not isinstance(meta["files"].get(name), str):
-            raise CheckpointError(f"{state_file}: lists no checksum for {name}; the checkpoint is incomplete or was edited")
+            raise CheckpointError(
+                f"{state_file}: lists no checksum for {name}; the checkpoint is incomplete or was edited"
+            )
     for name, expected in meta["files"].items():
         path = directory / name
         if not path.is_file():
@@ -134,7 +141,9 @@ def load_checkpoint(directory: Path, model: torch.nn.Module, optimizer: torch.op
     expected_shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     for key, shape in expected_shapes.items():
         if key not in weights:
-            raise CheckpointError(f"{directory / 'model.safetensors'}: has no tensor {key!r}; it was saved from another model")
+            raise CheckpointError(
+                f"{directory / 'model.safetensors'}: has no tensor {key!r}; it was saved from another model"
+            )
         if tuple(weights[key].shape) != shape:
             raise CheckpointError(
                 f"{directory / 'model.safetensors'}: {key} has shape {tuple(weights[key].shape)} but the configured "
@@ -142,7 +151,9 @@ def load_checkpoint(directory: Path, model: torch.nn.Module, optimizer: torch.op
             )
     unexpected = sorted(set(weights) - set(expected_shapes))
     if unexpected:
-        raise CheckpointError(f"{directory / 'model.safetensors'}: unexpected tensors {unexpected[:3]}; it was saved from another model")
+        raise CheckpointError(
+            f"{directory / 'model.safetensors'}: unexpected tensors {unexpected[:3]}; it was saved from another model"
+        )
     model.load_state_dict(weights)
     if optimizer is not None:
         if "optimizer" not in meta:

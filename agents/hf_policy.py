@@ -104,26 +104,42 @@ class HFPolicy(nn.Module):
         if valid is None:
             valid = real_tokens(tokens, self.config.pad_id)
         positions = (valid.long().cumsum(1) - 1).clamp(min=0)
-        out = self.model(input_ids=self._ids(tokens, valid), attention_mask=valid.long(), position_ids=positions,
-                         output_hidden_states=True, use_cache=False)  # fmt: skip
+        out = self.model(
+            input_ids=self._ids(tokens, valid),
+            attention_mask=valid.long(),
+            position_ids=positions,
+            output_hidden_states=True,
+            use_cache=False,
+        )
         return self._heads(out.logits, out.hidden_states[-1])
 
     def start(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, HFCache]:
         """Read left-padded observations (B, T): logits and value at the last token, and the cache."""
         from transformers import DynamicCache
 
-        empty = HFCache(DynamicCache(), torch.zeros(len(tokens), 0, dtype=torch.bool, device=tokens.device),
-                        torch.zeros(len(tokens), dtype=torch.long, device=tokens.device))  # fmt: skip
+        empty = HFCache(
+            DynamicCache(),
+            torch.zeros(len(tokens), 0, dtype=torch.bool, device=tokens.device),
+            torch.zeros(len(tokens), dtype=torch.long, device=tokens.device),
+        )
         return self.extend(tokens, real_tokens(tokens, self.config.pad_id), empty)
 
-    def extend(self, tokens: torch.Tensor, valid: torch.Tensor, cache: HFCache) -> tuple[torch.Tensor, torch.Tensor, HFCache]:
+    def extend(
+        self, tokens: torch.Tensor, valid: torch.Tensor, cache: HFCache
+    ) -> tuple[torch.Tensor, torch.Tensor, HFCache]:
         """Feed new tokens (B, C) after the cached ones (``valid`` marks the real ones); as ``TransformerPolicy.extend``."""
         positions = (cache.next_position[:, None] + valid.long().cumsum(1) - 1).clamp(min=0)
         key_valid = torch.cat([cache.valid, valid], dim=1)
         # The cache object grows in place.
         past = {self._cache_argument: cache.past}
-        out = self.model(input_ids=self._ids(tokens, valid), attention_mask=key_valid.long(), position_ids=positions,
-                         use_cache=True, output_hidden_states=True, **past)  # fmt: skip
+        out = self.model(
+            input_ids=self._ids(tokens, valid),
+            attention_mask=key_valid.long(),
+            position_ids=positions,
+            use_cache=True,
+            output_hidden_states=True,
+            **past,
+        )
         logits, values = self._heads(out.logits, out.hidden_states[-1])
         last = tokens.shape[1] - 1 - valid.flip(1).long().argmax(1)
         rows = torch.arange(len(tokens), device=tokens.device)
@@ -147,7 +163,9 @@ class HFPolicy(nn.Module):
         if self.has_adapters:
             model = copy.deepcopy(model).merge_and_unload()
         model.save_pretrained(str(directory))
-        save_file({k: v.detach().cpu().clone() for k, v in self.value_head.state_dict().items()}, directory / VALUE_HEAD)
+        save_file(
+            {k: v.detach().cpu().clone() for k, v in self.value_head.state_dict().items()}, directory / VALUE_HEAD
+        )
         facts = self.config.to_dict() | {"allowed_tokens": self.allowed_tokens.nonzero().squeeze(1).tolist()}
         (directory / ENV_VOCABULARY).write_text(json.dumps(facts), encoding="utf-8")
         if tokenizer is not None:
@@ -186,8 +204,14 @@ class AdaptersDisabled:
             return self.policy(tokens, valid)
 
 
-def build_hf_policy(spec: str, config: HFPolicyConfig, allowed_tokens: torch.Tensor | None = None,
-                    lora_rank: int = 0, lora_alpha: float = 16.0, eos_id: int | None = None) -> HFPolicy:  # fmt: skip
+def build_hf_policy(
+    spec: str,
+    config: HFPolicyConfig,
+    allowed_tokens: torch.Tensor | None = None,
+    lora_rank: int = 0,
+    lora_alpha: float = 16.0,
+    eos_id: int | None = None,
+) -> HFPolicy:
     """The policy named by ``spec``: a local model directory (weights loaded), or a ``config.json`` file
     or a directory holding only one (a fresh model of that shape, sized to the env's vocabulary)."""
     from transformers import AutoConfig, AutoModelForCausalLM
@@ -218,7 +242,9 @@ def build_hf_policy(spec: str, config: HFPolicyConfig, allowed_tokens: torch.Ten
         try:
             from peft import LoraConfig, get_peft_model
         except ImportError:
-            raise ValueError(f"model.lora_rank={lora_rank} needs peft, which is not installed: pip install peft") from None
+            raise ValueError(
+                f"model.lora_rank={lora_rank} needs peft, which is not installed: pip install peft"
+            ) from None
         from transformers.pytorch_utils import Conv1D
 
         # GPT-2 style models store their projections transposed (Conv1D); LoRA must know.

@@ -21,8 +21,12 @@ def plot_run(run_dir: Path, output: Path | None = None) -> Path:
     if not rows:
         raise ValueError(f"{metrics} holds no updates yet; train first")
     steps = [float(r["env_steps"]) for r in rows]
-    panels = [("return", "episode return"), ("answer_accuracy", "answer accuracy"), ("kl", "KL to reference (per episode)"),
-              ("entropy", "entropy")]  # fmt: skip
+    panels = [
+        ("return", "episode return"),
+        ("answer_accuracy", "answer accuracy"),
+        ("kl", "KL to reference (per episode)"),
+        ("entropy", "entropy"),
+    ]
     figure, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.2))
     for axis, (key, title) in zip(axes, panels):
         axis.plot(steps, [float(r[key]) for r in rows])

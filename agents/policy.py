@@ -172,13 +172,23 @@ class TransformerPolicy(nn.Module):
     def start(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, KVCache]:
         """Read left-padded observations (B, T): logits and value at the last token, and the cache."""
         empty = KVCache(
-            keys=[tokens.new_zeros((len(tokens), self.config.n_head, 0, self.config.d_model // self.config.n_head),
-                                   dtype=self.token_embedding.weight.dtype)] * self.config.n_layer,
-            values=[tokens.new_zeros((len(tokens), self.config.n_head, 0, self.config.d_model // self.config.n_head),
-                                     dtype=self.token_embedding.weight.dtype)] * self.config.n_layer,
+            keys=[
+                tokens.new_zeros(
+                    (len(tokens), self.config.n_head, 0, self.config.d_model // self.config.n_head),
+                    dtype=self.token_embedding.weight.dtype,
+                )
+            ]
+            * self.config.n_layer,
+            values=[
+                tokens.new_zeros(
+                    (len(tokens), self.config.n_head, 0, self.config.d_model // self.config.n_head),
+                    dtype=self.token_embedding.weight.dtype,
+                )
+            ]
+            * self.config.n_layer,
             valid=torch.zeros(len(tokens), 0, dtype=torch.bool, device=tokens.device),
             next_position=torch.zeros(len(tokens), dtype=torch.long, device=tokens.device),
-        )  # fmt: skip
+        )
         return self.extend(tokens, real_tokens(tokens, self.config.pad_id), empty)
 
     def extend(

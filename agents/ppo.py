@@ -64,14 +64,21 @@ class PPOConfig:
 
     def __post_init__(self) -> None:
         checks = {
-            "learning_rate": self.learning_rate > 0, "gamma": 0 <= self.gamma <= 1,
-            "gae_lambda": 0 <= self.gae_lambda <= 1, "update_epochs": self.update_epochs >= 1,
-            "num_minibatches": self.num_minibatches >= 1, "clip_coef": self.clip_coef > 0,
-            "ent_coef": self.ent_coef >= 0, "vf_coef": self.vf_coef >= 0, "max_grad_norm": self.max_grad_norm > 0,
-            "kl_coef": self.kl_coef >= 0, "kl_horizon": self.kl_horizon >= 1, "adam_eps": self.adam_eps > 0,
+            "learning_rate": self.learning_rate > 0,
+            "gamma": 0 <= self.gamma <= 1,
+            "gae_lambda": 0 <= self.gae_lambda <= 1,
+            "update_epochs": self.update_epochs >= 1,
+            "num_minibatches": self.num_minibatches >= 1,
+            "clip_coef": self.clip_coef > 0,
+            "ent_coef": self.ent_coef >= 0,
+            "vf_coef": self.vf_coef >= 0,
+            "max_grad_norm": self.max_grad_norm > 0,
+            "kl_coef": self.kl_coef >= 0,
+            "kl_horizon": self.kl_horizon >= 1,
+            "adam_eps": self.adam_eps > 0,
             "target_kl": self.target_kl is None or self.target_kl > 0,
             "kl_target": self.kl_target is None or self.kl_target > 0,
-        }  # fmt: skip
+        }
         for name, ok in checks.items():
             if not ok:
                 raise ValueError(f"ppo.{name}={getattr(self, name)!r} is out of range; see PPOConfig for what it means")
@@ -201,9 +208,14 @@ class NonFiniteError(RuntimeError):
 
 
 def ppo_update(
-    policy: nn.Module, optimizer: torch.optim.Optimizer, rollout, config: PPOConfig, generator: torch.Generator,
-    update: int, processes: Processes = Processes(),
-) -> UpdateStats:  # fmt: skip
+    policy: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    rollout,
+    config: PPOConfig,
+    generator: torch.Generator,
+    update: int,
+    processes: Processes = Processes(),
+) -> UpdateStats:
     """``config.update_epochs`` passes of minibatch gradient steps over ``rollout``.
 
     Under ``torchrun`` ``policy`` is the DistributedDataParallel module and each process brings its
@@ -221,25 +233,42 @@ def ppo_update(
             new_logprob, entropy, new_value = rollout.score(policy, rows)
             batch = rollout.batch(rows)
             terms = ppo_loss(
-                new_logprob, batch.logprobs, batch.advantages, new_value, batch.values, batch.returns,
-                entropy, batch.mask, config, processes.sum if processes.distributed else None,
-            )  # fmt: skip
+                new_logprob,
+                batch.logprobs,
+                batch.advantages,
+                new_value,
+                batch.values,
+                batch.returns,
+                entropy,
+                batch.mask,
+                config,
+                processes.sum if processes.distributed else None,
+            )
             if stats.minibatches == 0:
                 ratio_error = ((new_logprob.detach() - batch.logprobs).exp() - 1).abs()[batch.mask]
                 stats.first_ratio_max_error = float(ratio_error.max()) if ratio_error.numel() else 0.0
                 stats.first_clip_fraction = float(terms.clip_fraction)
             if not torch.isfinite(terms.policy_loss + terms.value_loss + terms.entropy):
-                raise NonFiniteError(f"the PPO loss became {float(terms.loss.detach())} at update {update}; nothing was saved")
+                raise NonFiniteError(
+                    f"the PPO loss became {float(terms.loss.detach())} at update {update}; nothing was saved"
+                )
             optimizer.zero_grad(set_to_none=True)
             (terms.loss * processes.world_size).backward()
             grad_norm = nn.utils.clip_grad_norm_(policy.parameters(), config.max_grad_norm)
             if not math.isfinite(float(grad_norm)):
-                raise NonFiniteError(f"the gradient norm became {float(grad_norm)} at update {update}; nothing was saved")
+                raise NonFiniteError(
+                    f"the gradient norm became {float(grad_norm)} at update {update}; nothing was saved"
+                )
             optimizer.step()
             stats.minibatches += 1
-            for name, value in (("policy_loss", terms.policy_loss), ("value_loss", terms.value_loss),
-                                ("entropy", terms.entropy), ("approx_kl", terms.approx_kl),
-                                ("clip_fraction", terms.clip_fraction), ("grad_norm", grad_norm)):  # fmt: skip
+            for name, value in (
+                ("policy_loss", terms.policy_loss),
+                ("value_loss", terms.value_loss),
+                ("entropy", terms.entropy),
+                ("approx_kl", terms.approx_kl),
+                ("clip_fraction", terms.clip_fraction),
+                ("grad_norm", grad_norm),
+            ):
                 totals[name] += float(value.detach())
             if config.target_kl is not None and float(terms.approx_kl) > config.target_kl:
                 stop = True

@@ -43,7 +43,9 @@ class PretrainConfig:
             raise ValueError(f"pretraining.demo_noise must be a fraction in [0, 1], got {self.demo_noise!r}")
 
 
-def answer_loss(policy: TransformerPolicy, ids: torch.Tensor, lengths: torch.Tensor, answer_mask: torch.Tensor) -> torch.Tensor:
+def answer_loss(
+    policy: TransformerPolicy, ids: torch.Tensor, lengths: torch.Tensor, answer_mask: torch.Tensor
+) -> torch.Tensor:
     """Mean cross-entropy of the agent's tokens given everything before them.
 
     ``ids`` (B, S) right-padded dialogues, ``lengths`` (B,), ``answer_mask`` (B, S) the tokens to predict.
@@ -56,8 +58,15 @@ def answer_loss(policy: TransformerPolicy, ids: torch.Tensor, lengths: torch.Ten
     return F.cross_entropy(logits[:, :-1][targets], ids[:, 1:][targets]) + 0.0 * values[valid].sum()
 
 
-def pretrain(policy: TransformerPolicy, demos, config: PretrainConfig, generator: torch.Generator,
-             device: torch.device, progress=None, processes: Processes = Processes()) -> list[float]:  # fmt: skip
+def pretrain(
+    policy: TransformerPolicy,
+    demos,
+    config: PretrainConfig,
+    generator: torch.Generator,
+    device: torch.device,
+    progress=None,
+    processes: Processes = Processes(),
+) -> list[float]:
     """Fit ``policy`` to the demonstrations; returns the mean loss of each epoch.
 
     Under ``torchrun`` (``policy`` the DDP module) every process draws the same batches and takes

@@ -76,8 +76,10 @@ def left_pad(ids: np.ndarray, lengths: np.ndarray, width: int, pad_id: int) -> n
 
 def _sides(pairs: Preferences, width: int) -> tuple[torch.Tensor, torch.Tensor]:
     pad = pairs.tokenizer.pad_id
-    return (torch.as_tensor(left_pad(pairs.chosen, pairs.chosen_len, width, pad)),
-            torch.as_tensor(left_pad(pairs.rejected, pairs.rejected_len, width, pad)))  # fmt: skip
+    return (
+        torch.as_tensor(left_pad(pairs.chosen, pairs.chosen_len, width, pad)),
+        torch.as_tensor(left_pad(pairs.rejected, pairs.rejected_len, width, pad)),
+    )
 
 
 def bradley_terry_loss(chosen: torch.Tensor, rejected: torch.Tensor) -> torch.Tensor:
@@ -85,17 +87,26 @@ def bradley_terry_loss(chosen: torch.Tensor, rejected: torch.Tensor) -> torch.Te
     return -F.logsigmoid(chosen - rejected).mean()
 
 
-def train_reward_model(pairs: Preferences, context_len: int, config: RewardModelConfig | None = None,
-                       progress: bool = False) -> RewardModel:  # fmt: skip
+def train_reward_model(
+    pairs: Preferences, context_len: int, config: RewardModelConfig | None = None, progress: bool = False
+) -> RewardModel:
     """Fit a reward model on ``pairs``; ``context_len`` is the most tokens it reads (the env's window)."""
     config = config or RewardModelConfig()
     if len(pairs) == 0:
         raise ValueError("there are no preference pairs to train on; give more pairs or a file with some")
     torch.manual_seed(config.seed)
     vocab = pairs.tokenizer.vocab_size
-    model = RewardModel(PolicyConfig(vocab_size=vocab, context_len=context_len, n_layer=config.n_layer,
-                                     n_head=config.n_head, d_model=config.d_model, pad_id=pairs.tokenizer.pad_id),
-                        vocabulary_fingerprint(pairs.tokenizer))  # fmt: skip
+    model = RewardModel(
+        PolicyConfig(
+            vocab_size=vocab,
+            context_len=context_len,
+            n_layer=config.n_layer,
+            n_head=config.n_head,
+            d_model=config.d_model,
+            pad_id=pairs.tokenizer.pad_id,
+        ),
+        vocabulary_fingerprint(pairs.tokenizer),
+    )
     chosen, rejected = _sides(pairs, context_len)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
     generator = torch.Generator().manual_seed(config.seed)
@@ -107,7 +118,9 @@ def train_reward_model(pairs: Preferences, context_len: int, config: RewardModel
             rows = order[start : start + config.batch_size]
             loss = bradley_terry_loss(model(chosen[rows]), model(rejected[rows]))
             if not torch.isfinite(loss):
-                raise FloatingPointError(f"the reward model's loss became {loss.item()} in epoch {epoch}; lower the learning rate")
+                raise FloatingPointError(
+                    f"the reward model's loss became {loss.item()} in epoch {epoch}; lower the learning rate"
+                )
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -163,8 +176,10 @@ class ModelReward:
                 f"tokens but this env has {tokenizer.vocab_size}; train it on this env's task"
             )
         if self.model.vocabulary != vocabulary_fingerprint(tokenizer):
-            raise ValueError(f"the reward model at {self.path} was trained on another vocabulary of the same size; "
-                             "train it on this env's task")  # fmt: skip
+            raise ValueError(
+                f"the reward model at {self.path} was trained on another vocabulary of the same size; "
+                "train it on this env's task"
+            )
 
     @torch.no_grad()
     def __call__(self, batch: AnswerBatch) -> np.ndarray:

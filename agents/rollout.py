@@ -35,8 +35,20 @@ class Batch:
 class TokenRollout:
     """B whole episodes: their final dialogues and, per agent step (B, T), what happened."""
 
-    def __init__(self, tokens, action_index, actions, logprobs, values, next_values, rewards, terminated, truncated,
-                 mask, episode) -> None:  # fmt: skip
+    def __init__(
+        self,
+        tokens,
+        action_index,
+        actions,
+        logprobs,
+        values,
+        next_values,
+        rewards,
+        terminated,
+        truncated,
+        mask,
+        episode,
+    ) -> None:
         self.tokens = tokens  # (B, L) the final dialogue, left-padded
         self.action_index = action_index  # (B, T) position in tokens whose logits chose action t
         self.actions, self.logprobs, self.values, self.next_values = actions, logprobs, values, next_values
@@ -69,13 +81,20 @@ class TokenRollout:
         yield from order.chunk(min(count, len(self)))
 
     def batch(self, rows) -> Batch:
-        return Batch(self.actions[rows], self.logprobs[rows], self.values[rows], self.advantages[rows],
-                     self.returns[rows], self.mask[rows])  # fmt: skip
+        return Batch(
+            self.actions[rows],
+            self.logprobs[rows],
+            self.values[rows],
+            self.advantages[rows],
+            self.returns[rows],
+            self.mask[rows],
+        )
 
 
 @torch.no_grad()
-def collect_episodes(envs, policy: TransformerPolicy, seed: int, generator: torch.Generator,
-                     device: torch.device) -> TokenRollout:  # fmt: skip
+def collect_episodes(
+    envs, policy: TransformerPolicy, seed: int, generator: torch.Generator, device: torch.device
+) -> TokenRollout:
     """Play one episode in every row of ``envs`` (a dialog_gym vector env), sampling from ``policy``.
 
     ``envs.reset(seed=seed)`` fixes the episodes and ``generator`` the sampled tokens, so a
@@ -97,8 +116,13 @@ def collect_episodes(envs, policy: TransformerPolicy, seed: int, generator: torc
         distribution = Categorical(logits=logits)
         # Sampled on the CPU with a CPU generator, so CPU and CUDA runs draw the same tokens.
         action = torch.multinomial(distribution.probs.cpu(), 1, generator=generator).squeeze(1).to(device)
-        record = {"rows": live, "action_index": length[live] - 1, "action": action,
-                  "logprob": distribution.log_prob(action), "value": value}  # fmt: skip
+        record = {
+            "rows": live,
+            "action_index": length[live] - 1,
+            "action": action,
+            "logprob": distribution.log_prob(action),
+            "value": value,
+        }
         actions = np.zeros(n, np.int64)
         actions[live.cpu().numpy()] = action.cpu().numpy()
         obs, reward, terminated, truncated, info = envs.step(actions)
@@ -132,10 +156,19 @@ def collect_episodes(envs, policy: TransformerPolicy, seed: int, generator: torc
 def _stack(steps, n, final_tokens, length, episode, device) -> TokenRollout:
     """Lay the per-step records out as (B, T) tensors; positions become indices into the padded dialogue."""
     horizon = len(steps)
-    out = {key: torch.zeros(n, horizon, dtype=dtype, device=device) for key, dtype in
-           (("action_index", torch.long), ("action", torch.long), ("logprob", torch.float32), ("value", torch.float32),
-            ("next_value", torch.float32), ("reward", torch.float32), ("terminated", torch.bool),
-            ("truncated", torch.bool))}  # fmt: skip
+    out = {
+        key: torch.zeros(n, horizon, dtype=dtype, device=device)
+        for key, dtype in (
+            ("action_index", torch.long),
+            ("action", torch.long),
+            ("logprob", torch.float32),
+            ("value", torch.float32),
+            ("next_value", torch.float32),
+            ("reward", torch.float32),
+            ("terminated", torch.bool),
+            ("truncated", torch.bool),
+        )
+    }
     mask = torch.zeros(n, horizon, dtype=torch.bool, device=device)
     for t, record in enumerate(steps):
         rows = record["rows"]
@@ -146,9 +179,18 @@ def _stack(steps, n, final_tokens, length, episode, device) -> TokenRollout:
     window = final_tokens.shape[1]
     out["action_index"] = torch.where(mask, out["action_index"] + (window - length)[:, None], 0)
     return TokenRollout(
-        final_tokens, out["action_index"], out["action"], out["logprob"], out["value"], out["next_value"],
-        out["reward"], out["terminated"], out["truncated"], mask, episode,
-    )  # fmt: skip
+        final_tokens,
+        out["action_index"],
+        out["action"],
+        out["logprob"],
+        out["value"],
+        out["next_value"],
+        out["reward"],
+        out["terminated"],
+        out["truncated"],
+        mask,
+        episode,
+    )
 
 
 def check_window(envs) -> None:
@@ -165,7 +207,9 @@ def check_window(envs) -> None:
 class StepRollout:
     """T steps of N envs, laid out (N, T), for policies that act on one observation at a time."""
 
-    def __init__(self, obs, actions, logprobs, values, next_values, rewards, terminated, truncated, mask, episode) -> None:
+    def __init__(
+        self, obs, actions, logprobs, values, next_values, rewards, terminated, truncated, mask, episode
+    ) -> None:
         self.obs = obs  # (N, T, *obs_shape)
         self.actions, self.logprobs, self.values, self.next_values = actions, logprobs, values, next_values
         self.env_rewards, self.rewards = rewards, rewards.clone()
@@ -193,8 +237,14 @@ class StepRollout:
 
     def batch(self, rows) -> Batch:
         flat = lambda x: x.reshape(-1)[rows]  # noqa: E731
-        return Batch(flat(self.actions), flat(self.logprobs), flat(self.values), flat(self.advantages),
-                     flat(self.returns), flat(self.mask))  # fmt: skip
+        return Batch(
+            flat(self.actions),
+            flat(self.logprobs),
+            flat(self.values),
+            flat(self.advantages),
+            flat(self.returns),
+            flat(self.mask),
+        )
 
 
 class StepCollector:
@@ -224,15 +274,31 @@ class StepCollector:
             finished["return"] += self.returns[ended].tolist()
             finished["length"] += self.lengths[ended].tolist()
             obs_buf.append(obs)
-            records.append((action, distribution.log_prob(action), value,
-                            torch.as_tensor(reward, dtype=torch.float32), torch.as_tensor(terminated & real),
-                            torch.as_tensor(truncated & real), torch.as_tensor(real)))  # fmt: skip
+            records.append(
+                (
+                    action,
+                    distribution.log_prob(action),
+                    value,
+                    torch.as_tensor(reward, dtype=torch.float32),
+                    torch.as_tensor(terminated & real),
+                    torch.as_tensor(truncated & real),
+                    torch.as_tensor(real),
+                )
+            )
             self.resetting = terminated | truncated
         _, last_value = policy(torch.as_tensor(self.obs, device=self.device))
         stack = lambda i: torch.stack([r[i] for r in records], dim=1).to(self.device)  # noqa: E731  (N, T)
         values = stack(2)
         next_values = torch.cat([values[:, 1:], last_value[:, None]], dim=1)
         return StepRollout(
-            torch.stack(obs_buf, dim=1), stack(0), stack(1), values, next_values, stack(3), stack(4), stack(5),
-            stack(6), {key: np.array(v) for key, v in finished.items()},
-        )  # fmt: skip
+            torch.stack(obs_buf, dim=1),
+            stack(0),
+            stack(1),
+            values,
+            next_values,
+            stack(3),
+            stack(4),
+            stack(5),
+            stack(6),
+            {key: np.array(v) for key, v in finished.items()},
+        )

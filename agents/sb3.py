@@ -25,7 +25,9 @@ def sb3_agent(model, deterministic: bool = True, masked: bool = False) -> Callab
 
     def act(observations: np.ndarray, infos: dict[str, Any]) -> np.ndarray:
         if masked:
-            return model.predict(observations, deterministic=deterministic, action_masks=np.asarray(infos["action_mask"], bool))[0]
+            return model.predict(
+                observations, deterministic=deterministic, action_masks=np.asarray(infos["action_mask"], bool)
+            )[0]
         return model.predict(observations, deterministic=deterministic)[0]
 
     return act
@@ -50,8 +52,9 @@ class EvaluationCurve(BaseCallback):
 
     def record(self) -> None:
         paused = time.perf_counter()
-        result = dialog_gym.evaluate(sb3_agent(self.model), self.env_id, episodes=self.episodes, seed=self.seed,
-                                     **self.env_kwargs)  # fmt: skip
+        result = dialog_gym.evaluate(
+            sb3_agent(self.model), self.env_id, episodes=self.episodes, seed=self.seed, **self.env_kwargs
+        )
         self._paused += time.perf_counter() - paused
         self.points.append({"env_steps": float(self.num_timesteps), "seconds": self.training_seconds, **result})
 

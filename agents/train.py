@@ -102,10 +102,17 @@ class TrainConfig:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {self.device!r}")
-        if self.policy != "transformer" and not (isinstance(self.policy, str) and self.policy.startswith(HF_PREFIX)
-                                                 and self.policy[len(HF_PREFIX):].strip()):  # fmt: skip
-            raise ValueError(f"policy must be 'transformer' or 'hf:PATH' (a model directory or config.json), got {self.policy!r}")
-        if isinstance(self.model.lora_rank, bool) or not isinstance(self.model.lora_rank, int) or self.model.lora_rank < 0:
+        if self.policy != "transformer" and not (
+            isinstance(self.policy, str) and self.policy.startswith(HF_PREFIX) and self.policy[len(HF_PREFIX) :].strip()
+        ):
+            raise ValueError(
+                f"policy must be 'transformer' or 'hf:PATH' (a model directory or config.json), got {self.policy!r}"
+            )
+        if (
+            isinstance(self.model.lora_rank, bool)
+            or not isinstance(self.model.lora_rank, int)
+            or self.model.lora_rank < 0
+        ):
             raise ValueError(f"model.lora_rank must be an integer >= 0, got {self.model.lora_rank!r}")
         if self.model.lora_rank and self.policy == "transformer":
             raise ValueError("model.lora_rank applies to hf: policies; set policy: hf:PATH or lora_rank: 0")
@@ -127,8 +134,10 @@ class TrainConfig:
                 section = kwargs[key] or {}
                 bad = sorted(set(section) - {f.name for f in fields(kind)})
                 if bad:
-                    raise ValueError(f"unknown key(s) {bad} in config section {key!r}; expected some of "
-                                     f"{sorted(f.name for f in fields(kind))}")  # fmt: skip
+                    raise ValueError(
+                        f"unknown key(s) {bad} in config section {key!r}; expected some of "
+                        f"{sorted(f.name for f in fields(kind))}"
+                    )
                 kwargs[key] = kind(**section)
         return cls(**kwargs)
 
@@ -150,10 +159,25 @@ def update_seed(seed: int, update: int, purpose: int, rank: int = 0) -> int:
 
 
 METRIC_COLUMNS = [
-    "update", "env_steps", "episodes", "return", "answer_accuracy", "success_rate", "episode_length", "kl", "beta",
-    "entropy", "policy_loss", "value_loss", "approx_kl", "clip_fraction", "explained_variance", "learning_rate",
-    "steps_per_second", "wall_seconds",
-]  # fmt: skip
+    "update",
+    "env_steps",
+    "episodes",
+    "return",
+    "answer_accuracy",
+    "success_rate",
+    "episode_length",
+    "kl",
+    "beta",
+    "entropy",
+    "policy_loss",
+    "value_loss",
+    "approx_kl",
+    "clip_fraction",
+    "explained_variance",
+    "learning_rate",
+    "steps_per_second",
+    "wall_seconds",
+]
 TIMING_COLUMNS = ("steps_per_second", "wall_seconds")
 
 
@@ -189,13 +213,24 @@ def build_policy(config: TrainConfig, kernel) -> nn.Module:
     if config.policy == "transformer":
         m = config.model
         policy_config = PolicyConfig(
-            vocab_size=tokenizer.vocab_size, context_len=kernel.max_len, n_layer=m.n_layer, n_head=m.n_head,
-            d_model=m.d_model, dropout=m.dropout, pad_id=tokenizer.pad_id,
-        )  # fmt: skip
+            vocab_size=tokenizer.vocab_size,
+            context_len=kernel.max_len,
+            n_layer=m.n_layer,
+            n_head=m.n_head,
+            d_model=m.d_model,
+            dropout=m.dropout,
+            pad_id=tokenizer.pad_id,
+        )
         return TransformerPolicy(policy_config, allowed)
     spec = config.policy[len(HF_PREFIX) :]
-    policy = build_hf_policy(spec, HFPolicyConfig(tokenizer.vocab_size, tokenizer.pad_id, kernel.max_len), allowed,
-                             config.model.lora_rank, config.model.lora_alpha, tokenizer.eos_id)  # fmt: skip
+    policy = build_hf_policy(
+        spec,
+        HFPolicyConfig(tokenizer.vocab_size, tokenizer.pad_id, kernel.max_len),
+        allowed,
+        config.model.lora_rank,
+        config.model.lora_alpha,
+        tokenizer.eos_id,
+    )
     speaks_hf = isinstance(tokenizer, HFTokenizer)
     if policy.loaded_weights and not speaks_hf:
         raise ValueError(
@@ -203,16 +238,19 @@ def build_policy(config: TrainConfig, kernel) -> nn.Module:
             f"pass the model's tokenizer with --env-arg tokenizer=DIR"
         )
     if speaks_hf and policy.model_vocab < tokenizer.hf_size:
-        raise ValueError(f"the model's embedding has {policy.model_vocab} rows but the tokenizer has {tokenizer.hf_size} "
-                         "tokens; use the tokenizer the model was trained with")  # fmt: skip
+        raise ValueError(
+            f"the model's embedding has {policy.model_vocab} rows but the tokenizer has {tokenizer.hf_size} "
+            "tokens; use the tokenizer the model was trained with"
+        )
     return policy
 
 
 class Run:
     """The state of a training run and the loop that advances it."""
 
-    def __init__(self, config: TrainConfig, out_dir: Path, progress: bool = True,
-                 processes: Processes | None = None) -> None:  # fmt: skip
+    def __init__(
+        self, config: TrainConfig, out_dir: Path, progress: bool = True, processes: Processes | None = None
+    ) -> None:
         self.processes = processes or Processes()
         self.config = config = with_model_tokenizer(config)
         self.out_dir = Path(out_dir)
@@ -236,7 +274,9 @@ class Run:
             )
             space = self.envs.single_action_space
             if not isinstance(space, gym.spaces.Discrete):
-                raise ValueError(f"{config.env} has a {type(space).__name__} action space; the PPO agent needs Discrete actions")
+                raise ValueError(
+                    f"{config.env} has a {type(space).__name__} action space; the PPO agent needs Discrete actions"
+                )
             obs_dim = int(np.prod(self.envs.single_observation_space.shape))
             self.policy = MLPPolicy(obs_dim, int(space.n), config.model.mlp_hidden).to(self.device)
             self.collector = StepCollector(self.envs, config.seed + self.processes.rank * config.num_envs, self.device)
@@ -274,14 +314,22 @@ class Run:
         demos = env.demonstrations(cfg.demonstrations, seed=self.config.seed, noise=cfg.demo_noise)
         generator = torch.Generator().manual_seed(update_seed(self.config.seed, 0, 9))
         bar = _bar(cfg.epochs * -(-len(demos) // cfg.batch_size), "pretraining", self.progress)
-        losses = pretrain(self.trainable, demos, cfg, generator, self.device,
-                          progress=lambda epoch, loss: (bar.update(1), bar.set_postfix(loss=f"{loss:.3f}")),
-                          processes=self.processes)  # fmt: skip
+        losses = pretrain(
+            self.trainable,
+            demos,
+            cfg,
+            generator,
+            self.device,
+            progress=lambda epoch, loss: (bar.update(1), bar.set_postfix(loss=f"{loss:.3f}")),
+            processes=self.processes,
+        )
         bar.close()
         if self.reference_is_copy:
             self.reference.load_state_dict(self.policy.state_dict())
         if self.processes.is_main:
-            save_checkpoint(self.checkpoints / "pretrained", self.policy, None, {"demo_accuracy": demos.accuracy, "losses": losses})
+            save_checkpoint(
+                self.checkpoints / "pretrained", self.policy, None, {"demo_accuracy": demos.accuracy, "losses": losses}
+            )
         return {"demo_accuracy": demos.accuracy, "losses": losses}
 
     # -- one PPO update -------------------------------------------------------------------------
@@ -293,7 +341,9 @@ class Run:
         rank = self.processes.rank if rank is None else rank
         generator = torch.Generator().manual_seed(update_seed(cfg.seed, update, 1, rank))
         if self.token_env:
-            rollout = collect_episodes(self.envs, self.policy, update_seed(cfg.seed, update, 2, rank), generator, self.device)
+            rollout = collect_episodes(
+                self.envs, self.policy, update_seed(cfg.seed, update, 2, rank), generator, self.device
+            )
             with torch.no_grad():
                 self.reference.eval()
                 ref_logprob, _, _ = rollout.score(self.reference)
@@ -310,9 +360,14 @@ class Run:
             bootstrap = not self.token_env
         no_bootstrap = rollout.terminated if bootstrap else rollout.terminated | rollout.truncated
         rollout.advantages, rollout.returns = gae(
-            rollout.rewards, rollout.values, rollout.next_values, no_bootstrap, rollout.done,
-            cfg.ppo.gamma, cfg.ppo.gae_lambda,
-        )  # fmt: skip
+            rollout.rewards,
+            rollout.values,
+            rollout.next_values,
+            no_bootstrap,
+            rollout.done,
+            cfg.ppo.gamma,
+            cfg.ppo.gae_lambda,
+        )
         rollout.advantages = rollout.advantages * rollout.mask
         return rollout
 
@@ -323,7 +378,9 @@ class Run:
         all-reduced), so beta, the learning rate and the step counts stay identical everywhere.
         """
         cfg, start, processes = self.config, time.perf_counter(), self.processes
-        torch.manual_seed(update_seed(cfg.seed, self.update, 4, processes.rank))  # dropout, if any, replays on resume too
+        torch.manual_seed(
+            update_seed(cfg.seed, self.update, 4, processes.rank)
+        )  # dropout, if any, replays on resume too
         if cfg.ppo.anneal_lr:
             for group in self.optimizer.param_groups:
                 group["lr"] = cfg.ppo.learning_rate * max(0.0, 1.0 - self.env_steps / cfg.total_steps)
@@ -334,8 +391,14 @@ class Run:
         returns, residuals = rollout.returns[mask].double(), (rollout.returns - rollout.values)[mask].double()
         rows = len(mask) if self.token_env else 1
         steps, kl_sum, n_rows, s1, s2, r1, r2 = processes.sum_floats(
-            rollout.num_steps, rollout.kl_sum, rows, returns.sum(), (returns**2).sum(), residuals.sum(), (residuals**2).sum()
-        )  # fmt: skip
+            rollout.num_steps,
+            rollout.kl_sum,
+            rows,
+            returns.sum(),
+            (returns**2).sum(),
+            residuals.sum(),
+            (residuals**2).sum(),
+        )
         kl_per_episode = kl_sum / n_rows if self.token_env else 0.0
         self.kl.update(kl_per_episode, int(n_rows))  # beta is 0 (and stays so) for envs that are not token envs
         self.update += 1
@@ -373,10 +436,19 @@ class Run:
         if not self.processes.is_main:
             return
         name = f"update-{self.update:06d}"
-        save_checkpoint(self.checkpoints / name, self.policy, self.optimizer, {
-            "update": self.update, "env_steps": self.env_steps, "episodes": self.episodes, "beta": self.kl.beta,
-            "seed": self.config.seed, "processes": self.processes.world_size,
-        })  # fmt: skip
+        save_checkpoint(
+            self.checkpoints / name,
+            self.policy,
+            self.optimizer,
+            {
+                "update": self.update,
+                "env_steps": self.env_steps,
+                "episodes": self.episodes,
+                "beta": self.kl.beta,
+                "seed": self.config.seed,
+                "processes": self.processes.world_size,
+            },
+        )
         mark_latest(self.checkpoints, name)
         for old in sorted(self.checkpoints.glob("update-*"))[:-2]:
             shutil.rmtree(old, ignore_errors=True)
@@ -388,9 +460,13 @@ class Run:
         meta = load_checkpoint(checkpoint, self.policy, self.optimizer, self.device)
         for key in ("update", "env_steps", "episodes"):
             if isinstance(meta.get(key), bool) or not isinstance(meta.get(key), int) or meta[key] < 0:
-                raise CheckpointError(f"{checkpoint / 'state.json'}: {key!r} must be a non-negative integer, got {meta.get(key)!r}")
+                raise CheckpointError(
+                    f"{checkpoint / 'state.json'}: {key!r} must be a non-negative integer, got {meta.get(key)!r}"
+                )
         if not isinstance(meta.get("beta"), (int, float)) or not math.isfinite(meta["beta"]) or meta["beta"] < 0:
-            raise CheckpointError(f"{checkpoint / 'state.json'}: 'beta' must be a non-negative number, got {meta.get('beta')!r}")
+            raise CheckpointError(
+                f"{checkpoint / 'state.json'}: 'beta' must be a non-negative number, got {meta.get('beta')!r}"
+            )
         saved_by = meta.get("processes", 1)
         if saved_by != self.processes.world_size:
             raise CheckpointError(
@@ -437,7 +513,9 @@ class MetricsLog:
         if self.path.exists():
             with open(self.path, newline="") as handle:
                 rows = [row for row in csv.DictReader(handle) if int(row["update"]) <= keep_until]
-        text = ",".join(METRIC_COLUMNS) + "\n" + "".join(",".join(row[c] for c in METRIC_COLUMNS) + "\n" for row in rows)
+        text = (
+            ",".join(METRIC_COLUMNS) + "\n" + "".join(",".join(row[c] for c in METRIC_COLUMNS) + "\n" for row in rows)
+        )
         write_atomic(self.path, text)
         from torch.utils.tensorboard import SummaryWriter
 
@@ -459,8 +537,9 @@ def _format(value: Any) -> str:
     return repr(float(value)) if isinstance(value, float) else str(value)
 
 
-def train(config: TrainConfig, out_dir: str | Path, resume: bool = False, progress: bool = True,
-          stop_after: int | None = None) -> dict[str, Any]:  # fmt: skip
+def train(
+    config: TrainConfig, out_dir: str | Path, resume: bool = False, progress: bool = True, stop_after: int | None = None
+) -> dict[str, Any]:
     """Run (or, with ``resume``, continue) the recipe in ``out_dir``; returns the final evaluation.
 
     Under ``torchrun`` every process calls this; rank 0 writes the run directory and returns the
@@ -478,8 +557,9 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False, progre
     return results
 
 
-def _train(config: TrainConfig, out_dir: Path, resume: bool, progress: bool, stop_after: int | None,
-           processes: Processes) -> dict[str, Any]:  # fmt: skip
+def _train(
+    config: TrainConfig, out_dir: Path, resume: bool, progress: bool, stop_after: int | None, processes: Processes
+) -> dict[str, Any]:
     if not resume and (out_dir / "config.yaml").exists():
         raise ValueError(f"{out_dir} already holds a run; continue it with --resume {out_dir} or choose another --out")
     processes.barrier()  # every process has checked before rank 0 writes anything
@@ -505,8 +585,12 @@ def _train(config: TrainConfig, out_dir: Path, resume: bool, progress: bool, sto
             if log is not None:
                 log.write(row)
             bar.update(min(row["env_steps"], config.total_steps) - bar.n)
-            bar.set_postfix(ret=f"{row['return']:.3f}", acc=f"{row['answer_accuracy']:.3f}", kl=f"{row['kl']:.3f}",
-                            beta=f"{row['beta']:.3f}")  # fmt: skip
+            bar.set_postfix(
+                ret=f"{row['return']:.3f}",
+                acc=f"{row['answer_accuracy']:.3f}",
+                kl=f"{row['kl']:.3f}",
+                beta=f"{row['beta']:.3f}",
+            )
             if run.update % config.checkpoint_every == 0 or run.env_steps >= config.total_steps:
                 run.save()
     finally:
@@ -514,7 +598,9 @@ def _train(config: TrainConfig, out_dir: Path, resume: bool, progress: bool, sto
         if log is not None:
             log.close()
     if not processes.same_everywhere(run.policy.state_dict().values()):
-        raise RuntimeError("the processes ended with different weights; their updates diverged (a bug, please report it)")
+        raise RuntimeError(
+            "the processes ended with different weights; their updates diverged (a bug, please report it)"
+        )
     if run.env_steps < config.total_steps or not main:
         return {}
     run.save_model()

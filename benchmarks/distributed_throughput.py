@@ -26,15 +26,33 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def measure(processes: int, episodes_per_process: int, total_steps: int, threads: int | None = None) -> dict[str, float]:
+def measure(
+    processes: int, episodes_per_process: int, total_steps: int, threads: int | None = None
+) -> dict[str, float]:
     """Env steps per second (all processes together) of one torchrun training run."""
     if threads is None:
         threads = max(1, (os.cpu_count() or 1) // processes) if not torch.cuda.is_available() else 1
     with tempfile.TemporaryDirectory() as directory:
-        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
-                   "-m", "agents.cli", "train", "--out", f"{directory}/run", "--no-pretrain", "--quiet",
-                   "--num-envs", str(episodes_per_process), "--total-steps", str(total_steps),
-                   "--config", str(_config(Path(directory)))]  # fmt: skip
+        command = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc_per_node={processes}",
+            "-m",
+            "agents.cli",
+            "train",
+            "--out",
+            f"{directory}/run",
+            "--no-pretrain",
+            "--quiet",
+            "--num-envs",
+            str(episodes_per_process),
+            "--total-steps",
+            str(total_steps),
+            "--config",
+            str(_config(Path(directory))),
+        ]
         env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONPATH": str(ROOT)}
         subprocess.run(command, check=True, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         with open(Path(directory) / "run" / "metrics.csv", newline="") as handle:
@@ -42,8 +60,13 @@ def measure(processes: int, episodes_per_process: int, total_steps: int, threads
     # The first update pays for warming up; every configuration drops it alike.
     steps = int(rows[-1]["env_steps"]) - int(rows[0]["env_steps"])
     seconds = sum(float(row["wall_seconds"]) for row in rows[1:])
-    return {"processes": processes, "threads": threads, "episodes": episodes_per_process * processes,
-            "updates": len(rows) - 1, "steps_per_second": steps / seconds}  # fmt: skip
+    return {
+        "processes": processes,
+        "threads": threads,
+        "episodes": episodes_per_process * processes,
+        "updates": len(rows) - 1,
+        "steps_per_second": steps / seconds,
+    }
 
 
 def _config(directory: Path) -> Path:
@@ -65,15 +88,22 @@ def run(quick: bool = False, process_counts: tuple[int, ...] = (1, 2)) -> str:
     for k in process_counts:
         if k == 1:
             continue
-        rows.append((f"{k} processes, same episodes per update split ({batch // k} each)", measure(k, batch // k, total)))
+        rows.append(
+            (f"{k} processes, same episodes per update split ({batch // k} each)", measure(k, batch // k, total))
+        )
         rows.append((f"{k} processes, {batch} episodes each", measure(k, batch, total * k)))
     device = "GPU (nccl)" if torch.cuda.is_available() else f"CPU (gloo), {os.cpu_count()} cores"
-    lines = [f"DialogQA-v0, PPO without pretraining, {device}; the first update of each run is not counted.", "",
-             "| configuration | threads per process | episodes per update | updates | env steps/s | vs 1 process |",
-             "|---|---:|---:|---:|---:|---:|"]  # fmt: skip
+    lines = [
+        f"DialogQA-v0, PPO without pretraining, {device}; the first update of each run is not counted.",
+        "",
+        "| configuration | threads per process | episodes per update | updates | env steps/s | vs 1 process |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
     for name, r in rows:
-        lines.append(f"| {name} | {r['threads']} | {r['episodes']} | {r['updates']} | {r['steps_per_second']:,.0f} | "
-                     f"{r['steps_per_second'] / baseline['steps_per_second']:.2f}x |")  # fmt: skip
+        lines.append(
+            f"| {name} | {r['threads']} | {r['episodes']} | {r['updates']} | {r['steps_per_second']:,.0f} | "
+            f"{r['steps_per_second'] / baseline['steps_per_second']:.2f}x |"
+        )
     return "\n".join(lines)
 
 

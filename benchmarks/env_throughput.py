@@ -45,7 +45,13 @@ class PlainToyEnv(gym.Env):
         done = action == self.eos or len(self.answer) >= self.limit
         reward = sum(a == b for a, b in zip(self.answer, target)) / len(target) if done else 0.0
         expert = target[min(len(self.answer), len(target) - 1)]
-        return tuple(self.tokens[-7:]), reward, action == self.eos, done and action != self.eos, {"expert_action": expert}
+        return (
+            tuple(self.tokens[-7:]),
+            reward,
+            action == self.eos,
+            done and action != self.eos,
+            {"expert_action": expert},
+        )
 
 
 def plain_env_steps_per_second(seconds: float) -> float:
@@ -115,25 +121,33 @@ def run(quick: bool = False, seconds: float | None = None) -> str:
             native = vector_env_steps_per_second(env_id, n, "vector_entry_point", seconds)
             rows.append((env_id, "SyncVectorEnv", n, sync, None))
             rows.append((env_id, "native vector env", n, native, native / sync))
-    lines = ["| env | implementation | envs | env steps/s | native / Sync | native / plain Python |",
-             "|---|---|---:|---:|---:|---:|"]  # fmt: skip
+    lines = [
+        "| env | implementation | envs | env steps/s | native / Sync | native / plain Python |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
     for env_id, name, n, rate, ratio in rows:
         versus_plain = f"{rate / plain:.1f}x" if ratio is not None else ""
-        lines.append(f"| {env_id} | {name} | {n} | {rate:,.0f} | {'' if ratio is None else f'{ratio:.1f}x'} | {versus_plain} |")
+        lines.append(
+            f"| {env_id} | {name} | {n} | {rate:,.0f} | {'' if ratio is None else f'{ratio:.1f}x'} | {versus_plain} |"
+        )
 
     # What a step costs must not grow with the dialogue. Both worlds below play in the same
     # 300-token window; the larger one costs more per *episode* (its world is generated and
     # written once, at reset), so its answer steps are also timed with resets left out.
-    lines += ["", "| DialogQA-v0 world (window 300 tokens) | context tokens | steps/s, oracle (1024 envs) | answer steps/s, no resets |",
-              "|---|---:|---:|---:|"]  # fmt: skip
-    for label, kwargs in [("1 person, 1 object, 4 events (default)", {}),
-                          ("6 people, 6 objects, 24 events", {"n_people": 6, "n_objects": 6, "n_events": 24})]:  # fmt: skip
+    lines += [
+        "",
+        "| DialogQA-v0 world (window 300 tokens) | context tokens | steps/s, oracle (1024 envs) | answer steps/s, no resets |",
+        "|---|---:|---:|---:|",
+    ]
+    for label, kwargs in [
+        ("1 person, 1 object, 4 events (default)", {}),
+        ("6 people, 6 objects, 24 events", {"n_people": 6, "n_objects": 6, "n_events": 24}),
+    ]:
         context = gym.make("DialogQA-v0", **kwargs).unwrapped.task.context_len
         rate = vector_env_steps_per_second("DialogQA-v0", 1024, "vector_entry_point", seconds, max_len=300, **kwargs)
         no_reset = answer_steps_per_second(1024, seconds, max_len=300, **kwargs)
         lines.append(f"| {label} | {context} | {rate:,.0f} | {no_reset:,.0f} |")
     return "\n".join(lines)
-
 
 
 def main() -> None:

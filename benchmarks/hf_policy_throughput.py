@@ -34,8 +34,16 @@ ROOT = Path(__file__).resolve().parents[1]
 def gpt2_small(config: HFPolicyConfig, allowed: torch.Tensor) -> HFPolicy:
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    shape = GPT2Config(vocab_size=50257, n_positions=1024, n_embd=768, n_layer=12, n_head=12, resid_pdrop=0.0,
-                       embd_pdrop=0.0, attn_pdrop=0.0)  # fmt: skip
+    shape = GPT2Config(
+        vocab_size=50257,
+        n_positions=1024,
+        n_embd=768,
+        n_layer=12,
+        n_head=12,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+    )
     return HFPolicy(GPT2LMHeadModel(shape), config, allowed)
 
 
@@ -80,26 +88,43 @@ def run(quick: bool = False) -> str:
         config = HFPolicyConfig(kernel.tokenizer.vocab_size, kernel.tokenizer.pad_id, kernel.max_len)
         torch.manual_seed(0)
         candidates = [
-            ("our Transformer (baseline)", lambda: TransformerPolicy(
-                PolicyConfig(vocab_size=config.vocab_size, context_len=config.context_len, pad_id=config.pad_id), allowed)),
-            ("tiny GPT-2 (examples/tiny-gpt2)", lambda: build_hf_policy(str(ROOT / "examples" / "tiny-gpt2"), config, allowed)),
+            (
+                "our Transformer (baseline)",
+                lambda: TransformerPolicy(
+                    PolicyConfig(vocab_size=config.vocab_size, context_len=config.context_len, pad_id=config.pad_id),
+                    allowed,
+                ),
+            ),
+            (
+                "tiny GPT-2 (examples/tiny-gpt2)",
+                lambda: build_hf_policy(str(ROOT / "examples" / "tiny-gpt2"), config, allowed),
+            ),
             ("GPT-2 small shape, 124M", lambda: gpt2_small(config, allowed)),
-        ]  # fmt: skip
+        ]
         rows = [(name, time_policy(make(), envs, episodes)) for name, make in candidates]
         seconds = 0.5 if quick else 3.0
         native_env, bpe_env = env_steps_per_second(seconds), env_steps_per_second(seconds, tokenizer=directory)
     base = rows[0][1]
-    lines = [f"DialogQA-v0 with a 1024-token byte-level BPE, {episodes} episodes, {torch.get_num_threads()} CPU threads.", "",
-             "| policy | parameters | rollout env steps/s | vs baseline | PPO update tokens/s | vs baseline |",
-             "|---|---:|---:|---:|---:|---:|"]  # fmt: skip
+    lines = [
+        f"DialogQA-v0 with a 1024-token byte-level BPE, {episodes} episodes, {torch.get_num_threads()} CPU threads.",
+        "",
+        "| policy | parameters | rollout env steps/s | vs baseline | PPO update tokens/s | vs baseline |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
     for name, r in rows:
-        lines.append(f"| {name} | {r['parameters']:,} | {r['rollout_steps_per_second']:,.0f} | "
-                     f"{r['rollout_steps_per_second'] / base['rollout_steps_per_second']:.3f}x | "
-                     f"{r['update_tokens_per_second']:,.0f} | {r['update_tokens_per_second'] / base['update_tokens_per_second']:.3f}x |")  # fmt: skip
-    lines += ["", "| env (512 envs, oracle actions) | env steps/s | vs built-in |", "|---|---:|---:|",
-              f"| DialogQA-v0, built-in vocabulary | {native_env:,.0f} | 1.000x |",
-              f"| DialogQA-v0, the BPE (answers decoded and re-read to be scored) | {bpe_env:,.0f} | "
-              f"{bpe_env / native_env:.3f}x |"]  # fmt: skip
+        lines.append(
+            f"| {name} | {r['parameters']:,} | {r['rollout_steps_per_second']:,.0f} | "
+            f"{r['rollout_steps_per_second'] / base['rollout_steps_per_second']:.3f}x | "
+            f"{r['update_tokens_per_second']:,.0f} | {r['update_tokens_per_second'] / base['update_tokens_per_second']:.3f}x |"
+        )
+    lines += [
+        "",
+        "| env (512 envs, oracle actions) | env steps/s | vs built-in |",
+        "|---|---:|---:|",
+        f"| DialogQA-v0, built-in vocabulary | {native_env:,.0f} | 1.000x |",
+        f"| DialogQA-v0, the BPE (answers decoded and re-read to be scored) | {bpe_env:,.0f} | "
+        f"{bpe_env / native_env:.3f}x |",
+    ]
     return "\n".join(lines)
 
 

@@ -20,7 +20,11 @@ import tempfile
 import time
 from pathlib import Path
 
-QUICK = {"pairs": "2000", "epochs": "2", "config": "total_steps: 20000\neval_episodes: 200\npretraining: {demonstrations: 4000, epochs: 1}\n"}
+QUICK = {
+    "pairs": "2000",
+    "epochs": "2",
+    "config": "total_steps: 20000\neval_episodes: 200\npretraining: {demonstrations: 4000, epochs: 1}\n",
+}
 
 
 def run(quick: bool = False) -> str:
@@ -59,9 +63,17 @@ def run(quick: bool = False) -> str:
     if "demonstrations" in results:
         lines.append(f"| demonstrations | | {results['demonstrations']['answer_accuracy']:.3f} | |")
     picks = [rows[0], rows[len(rows) // 4], rows[len(rows) // 2], rows[3 * len(rows) // 4], rows[-1]]
-    lines += ["", "During PPO (training episodes, sampled):", "",
-              "| env steps | learned reward (return) | true answer accuracy |", "|---:|---:|---:|"]  # fmt: skip
-    lines += [f"| {int(float(r['env_steps'])):,} | {float(r['return']):.3f} | {float(r['answer_accuracy']):.3f} |" for r in picks]
+    lines += [
+        "",
+        "During PPO (training episodes, sampled):",
+        "",
+        "| env steps | learned reward (return) | true answer accuracy |",
+        "|---:|---:|---:|",
+    ]
+    lines += [
+        f"| {int(float(r['env_steps'])):,} | {float(r['return']):.3f} | {float(r['answer_accuracy']):.3f} |"
+        for r in picks
+    ]
     return "\n".join(lines)
 
 

@@ -1,6 +1,6 @@
 """The main job's quality and wall time: the default `dialog-gym train`, timed, and its final table.
 
-    python benchmarks/main_job.py [--quick]    # quick: 20,000 PPO env steps and a short pretraining
+python benchmarks/main_job.py [--quick]    # quick: 20,000 PPO env steps and a short pretraining
 """
 
 from __future__ import annotations
@@ -29,14 +29,22 @@ def run(quick: bool = False, plot_to: Path | None = None) -> str:
         seconds = time.perf_counter() - start
         results = json.loads((Path(directory) / "run" / "eval.json").read_text())
         if plot_to is not None:
-            subprocess.run([sys.executable, "-m", "agents.cli", "plot", f"{directory}/run"], check=True, stdout=subprocess.DEVNULL)
+            subprocess.run(
+                [sys.executable, "-m", "agents.cli", "plot", f"{directory}/run"], check=True, stdout=subprocess.DEVNULL
+            )
             shutil.copy(Path(directory) / "run" / "learning_curve.png", plot_to)
-    lines = [f"Wall time: {seconds:.0f} s (budget: 600 s on 2 CPU cores).", "",
-             "| agent | mean return | answer accuracy | success rate | tokens per answer |", "|---|---:|---:|---:|---:|"]  # fmt: skip
+    lines = [
+        f"Wall time: {seconds:.0f} s (budget: 600 s on 2 CPU cores).",
+        "",
+        "| agent | mean return | answer accuracy | success rate | tokens per answer |",
+        "|---|---:|---:|---:|---:|",
+    ]
     for name, values in results.items():
         if "mean_return" in values:
-            lines.append(f"| {name} | {values['mean_return']:.3f} | {values['answer_accuracy']:.3f} | "
-                         f"{values['success_rate']:.3f} | {values['mean_answer_tokens']:.2f} |")  # fmt: skip
+            lines.append(
+                f"| {name} | {values['mean_return']:.3f} | {values['answer_accuracy']:.3f} | "
+                f"{values['success_rate']:.3f} | {values['mean_answer_tokens']:.2f} |"
+            )
     if "demonstrations" in results:
         lines.append(f"| demonstrations | | {results['demonstrations']['answer_accuracy']:.3f} | | |")
     return "\n".join(lines)

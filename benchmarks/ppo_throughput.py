@@ -77,8 +77,13 @@ def update_throughput(episodes: int, repeat: int) -> tuple[float, float, int]:
         run = Run(config, directory, progress=False)
         rollout = run.collect()
         tokens = rollout.tokens.numel()  # every position of every dialogue goes through the model
-        seconds = timed(lambda: ppo_update(run.policy, run.optimizer, rollout, config.ppo, torch.Generator().manual_seed(0), 0), repeat)
-        flops = 3 * forward_flops_per_token(run.policy_config, rollout.tokens.shape[1]) * tokens  # backward = 2x forward
+        seconds = timed(
+            lambda: ppo_update(run.policy, run.optimizer, rollout, config.ppo, torch.Generator().manual_seed(0), 0),
+            repeat,
+        )
+        flops = (
+            3 * forward_flops_per_token(run.policy_config, rollout.tokens.shape[1]) * tokens
+        )  # backward = 2x forward
     return tokens / seconds, flops / seconds, tokens
 
 
@@ -118,17 +123,24 @@ def run(quick: bool = False, main_job: bool = False) -> str:
         f"| rollout tokens/s, context 64, KV cache (vs re-reading the sequence) | {cached:,.0f} | {uncached:,.0f} | {cached / uncached:.1f}x |",
         f"| PPO update tokens/s (fwd + bwd, {tokens:,} tokens per epoch) | {tokens_per_second:,.0f} | | |",
         f"| PPO update GFLOP/s (vs float32 matmul peak of this CPU) | {flop_rate / 1e9:.1f} | {peak / 1e9:.1f} | {flop_rate / peak:.0%} |",
-    ]  # fmt: skip
+    ]
     sb3 = sb3_steps_per_second(10_000 if quick else 30_000)
     for env_id in ("DialogQA-Toy-v0", "DialogQA-v0"):
         ours = training_steps_per_second(env_id, {}, updates=2 if quick else 5)
-        lines.append(f"| whole PPO training env steps/s, {env_id} (vs SB3 PPO 64x64 MLP on DialogQA-Toy-v0) | {ours:,.0f} | {sb3:,.0f} | {ours / sb3:.2f}x |")
+        lines.append(
+            f"| whole PPO training env steps/s, {env_id} (vs SB3 PPO 64x64 MLP on DialogQA-Toy-v0) | {ours:,.0f} | {sb3:,.0f} | {ours / sb3:.2f}x |"
+        )
     if main_job:
         with tempfile.TemporaryDirectory() as directory:
             start = time.perf_counter()
-            subprocess.run([sys.executable, "-m", "agents.cli", "train", "--out", f"{directory}/run", "--quiet"], check=True,
-                           stdout=subprocess.DEVNULL)  # fmt: skip
-            lines.append(f"| wall time of the default `dialog-gym train` | {time.perf_counter() - start:.0f} s | 600 s budget | |")
+            subprocess.run(
+                [sys.executable, "-m", "agents.cli", "train", "--out", f"{directory}/run", "--quiet"],
+                check=True,
+                stdout=subprocess.DEVNULL,
+            )
+            lines.append(
+                f"| wall time of the default `dialog-gym train` | {time.perf_counter() - start:.0f} s | 600 s budget | |"
+            )
     return "\n".join(lines)
 
 

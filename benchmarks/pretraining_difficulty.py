@@ -72,11 +72,13 @@ def run(quick: bool = False, steps: int | None = None, every: int | None = None)
     every = every or (500 if quick else 1000)
     results = {label: curve(kwargs, steps, every) for label, kwargs in WORLDS}
     marks = [step for step, _, _ in next(iter(results.values()))]
-    lines = ["| world | " + " | ".join(f"{s} steps" for s in marks) + " | seconds |", "|---|" + "---:|" * (len(marks) + 1)]
+    lines = [
+        "| world | " + " | ".join(f"{s} steps" for s in marks) + " | seconds |",
+        "|---|" + "---:|" * (len(marks) + 1),
+    ]
     for label, points in results.items():
         lines.append(f"| {label} | " + " | ".join(f"{acc:.3f}" for _, _, acc in points) + f" | {points[-1][1]:.0f} |")
     return "\n".join(lines)
-
 
 
 def main() -> None:

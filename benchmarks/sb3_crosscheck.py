@@ -43,7 +43,12 @@ SCRATCH_PPO = {"learning_rate": 3e-4, "anneal_lr": False, "update_epochs": 10, "
 ENTROPY = {8: 0.1, 16: 0.1, 32: 0.07, 64: 0.05}
 PRETRAINING = {"demonstrations": 8192, "epochs": 2, "batch_size": 64}
 BOOTSTRAPPING = "SB3 PPO, bootstrapping the answer limit"
-COLORS = {"SB3 PPO": "tab:orange", BOOTSTRAPPING: "tab:gray", "ours, from scratch": "tab:blue", "ours, pretrained": "tab:green"}
+COLORS = {
+    "SB3 PPO": "tab:orange",
+    BOOTSTRAPPING: "tab:gray",
+    "ours, from scratch": "tab:blue",
+    "ours, pretrained": "tab:green",
+}
 
 
 @dataclass
@@ -90,11 +95,18 @@ def run_sb3(env_args: dict, seed: int, budget: int, every: int, label: str, boot
 
 def run_ours(env_args: dict, seed: int, budget: int, every: int, label: str, pretrain: bool) -> Result:
     vocab = env_args["vocab_size"]
-    config = TrainConfig.from_dict({
-        "env": "DialogQA-Toy-v0", "env_args": env_args, "seed": seed, "total_steps": budget, "num_envs": 1024,
-        "pretrain": pretrain, "ppo": {} if pretrain else {**SCRATCH_PPO, "ent_coef": ENTROPY[vocab]},
-        "pretraining": PRETRAINING,
-    })  # fmt: skip
+    config = TrainConfig.from_dict(
+        {
+            "env": "DialogQA-Toy-v0",
+            "env_args": env_args,
+            "seed": seed,
+            "total_steps": budget,
+            "num_envs": 1024,
+            "pretrain": pretrain,
+            "ppo": {} if pretrain else {**SCRATCH_PPO, "ent_coef": ENTROPY[vocab]},
+            "pretraining": PRETRAINING,
+        }
+    )
     result = Result("ours, pretrained" if pretrain else "ours, from scratch", label, seed)
     with tempfile.TemporaryDirectory() as directory:
         run = Run(config, Path(directory), progress=False)
@@ -164,15 +176,19 @@ def spread(values: list[float]) -> str:
 
 
 def table(results: list[Result]) -> str:
-    lines = ["| setting | agent | env steps to 90% success | final success | training seconds | env steps/s |",
-             "|---|---|---:|---:|---:|---:|"]  # fmt: skip
+    lines = [
+        "| setting | agent | env steps to 90% success | final success | training seconds | env steps/s |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
     for setting in dict.fromkeys(r.setting for r in results):
         for agent in dict.fromkeys(r.agent for r in results):
             group = [r for r in results if r.setting == setting and r.agent == agent]
             if not group:
                 continue
             reached = [r.steps_to_90 for r in group if r.steps_to_90 is not None]
-            steps = spread(reached) + ("" if len(reached) == len(group) else f" ({len(group) - len(reached)} of {len(group)} never)")
+            steps = spread(reached) + (
+                "" if len(reached) == len(group) else f" ({len(group) - len(reached)} of {len(group)} never)"
+            )
             lines.append(
                 f"| {setting} | {agent} | {steps} | {spread([r.final_success for r in group])} | "
                 f"{spread([r.seconds for r in group])} | {spread([r.env_steps / r.seconds for r in group])} |"
@@ -184,6 +200,7 @@ def ratios(results: list[Result]) -> str:
     """Ours over SB3 per setting: env steps to 90% success and training wall time (means over seeds)."""
     lines = ["| setting | ours (from scratch) / SB3: env steps to 90% | training seconds ratio |", "|---|---:|---:|"]
     for setting in dict.fromkeys(r.setting for r in results):
+
         def mean_of(agent, key):
             values = [key(r) for r in results if r.setting == setting and r.agent == agent]
             values = [v for v in values if v is not None]
@@ -197,7 +214,10 @@ def ratios(results: list[Result]) -> str:
             steps = f"< {ours / sb3_budget:.2f} (SB3 not at 90% after {sb3_budget:,.0f})"
         else:
             steps = "-"
-        ours_seconds, sb3_seconds = mean_of("ours, from scratch", lambda r: r.seconds), mean_of("SB3 PPO", lambda r: r.seconds)
+        ours_seconds, sb3_seconds = (
+            mean_of("ours, from scratch", lambda r: r.seconds),
+            mean_of("SB3 PPO", lambda r: r.seconds),
+        )
         if ours_seconds is None or sb3_seconds is None:
             steps, seconds = "not run", "-"
         else:
@@ -211,7 +231,6 @@ def plot(results: list[Result], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
     from matplotlib.ticker import FuncFormatter
 
     settings = list(dict.fromkeys(r.setting for r in results))
@@ -254,8 +273,13 @@ def grid(quick: bool) -> list[tuple[str, dict, int, int, int]]:
     return settings
 
 
-def run(quick: bool = False, seeds: int | None = None, full_table: bool | None = None, cache: Path | None = None,
-        cached_only: bool = False) -> str:
+def run(
+    quick: bool = False,
+    seeds: int | None = None,
+    full_table: bool | None = None,
+    cache: Path | None = None,
+    cached_only: bool = False,
+) -> str:
     """Run the grid (``seeds`` per setting, or the grid's own); returns the markdown report and writes the PNG
     into benchmarks/results/.
 
@@ -264,19 +288,37 @@ def run(quick: bool = False, seeds: int | None = None, full_table: bool | None =
     """
     runs = RunCache(cache, compute=not cached_only)
 
-    def agents(env_args: dict, seed: int, budget: int, every: int, label: str, bootstrapping: bool = True) -> list[Result]:
-        bootstrapped = [_renamed(runs.get(runs.key("sb3", label, seed, budget, every),
-                                          lambda: run_sb3(env_args, seed, budget, every, label, bootstrap_limit=True)),
-                                 BOOTSTRAPPING)] if bootstrapping else []  # fmt: skip
+    def agents(
+        env_args: dict, seed: int, budget: int, every: int, label: str, bootstrapping: bool = True
+    ) -> list[Result]:
+        bootstrapped = (
+            [
+                _renamed(
+                    runs.get(
+                        runs.key("sb3", label, seed, budget, every),
+                        lambda: run_sb3(env_args, seed, budget, every, label, bootstrap_limit=True),
+                    ),
+                    BOOTSTRAPPING,
+                )
+            ]
+            if bootstrapping
+            else []
+        )
         found = [
-            runs.get(runs.key("sb3-terminate-at-limit", label, seed, budget, every),
-                     lambda: run_sb3(env_args, seed, budget, every, label)),
+            runs.get(
+                runs.key("sb3-terminate-at-limit", label, seed, budget, every),
+                lambda: run_sb3(env_args, seed, budget, every, label),
+            ),
             *bootstrapped,
-            runs.get(runs.key("scratch", label, seed, budget, every),
-                     lambda: run_ours(env_args, seed, budget, every, label, pretrain=False)),
-            runs.get(runs.key("pretrained", label, seed, budget, every),
-                     lambda: run_ours(env_args, seed, budget, every, label, pretrain=True)),
-        ]  # fmt: skip
+            runs.get(
+                runs.key("scratch", label, seed, budget, every),
+                lambda: run_ours(env_args, seed, budget, every, label, pretrain=False),
+            ),
+            runs.get(
+                runs.key("pretrained", label, seed, budget, every),
+                lambda: run_ours(env_args, seed, budget, every, label, pretrain=True),
+            ),
+        ]
         return [result for result in found if result is not None]
 
     results: list[Result] = []
@@ -299,7 +341,9 @@ def run(quick: bool = False, seeds: int | None = None, full_table: bool | None =
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="2 settings, 1 seed, 30k env steps each")
-    parser.add_argument("--seeds", type=int, help="seeds per setting (default: 1 quick; full: 2, and 1 for 3-token answers)")
+    parser.add_argument(
+        "--seeds", type=int, help="seeds per setting (default: 1 quick; full: 2, and 1 for 3-token answers)"
+    )
     parser.add_argument("--no-cache", action="store_true", help="rerun every setting of the full grid")
     parser.add_argument("--cached-only", action="store_true", help="report the runs in the cache; run nothing")
     args = parser.parse_args()

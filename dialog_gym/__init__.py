@@ -12,9 +12,15 @@ from dialog_gym.references import REFERENCE_SCORES, REWARD_THRESHOLDS
 from dialog_gym.vector import DialogVectorEnv
 
 __all__ = [
-    "DialogEnv", "DialogVectorEnv", "OracleAgent", "RandomAgent", "evaluate", "ENV_IDS", "ENV_SUMMARIES",
+    "DialogEnv",
+    "DialogVectorEnv",
+    "OracleAgent",
+    "RandomAgent",
+    "evaluate",
+    "ENV_IDS",
+    "ENV_SUMMARIES",
     "REFERENCE_SCORES",
-]  # fmt: skip
+]
 __version__ = "0.1.0"
 
 ENV_SUMMARIES = {
@@ -27,9 +33,14 @@ ENV_SUMMARIES = {
 }
 ENV_IDS = tuple(ENV_SUMMARIES)
 
-ENTRY_POINTS = {"DialogQA-v0": "dialog_qa", "DialogQA-Toy-v0": "dialog_qa_toy", "Tutor-v0": "tutor",
-                "Conversation-v0": "conversation", "TwentyQuestions-v0": "twenty_questions",
-                "CustomerService-v0": "customer_service"}  # fmt: skip
+ENTRY_POINTS = {
+    "DialogQA-v0": "dialog_qa",
+    "DialogQA-Toy-v0": "dialog_qa_toy",
+    "Tutor-v0": "tutor",
+    "Conversation-v0": "conversation",
+    "TwentyQuestions-v0": "twenty_questions",
+    "CustomerService-v0": "customer_service",
+}
 
 for _env_id, _function in ENTRY_POINTS.items():
     register(

@@ -31,15 +31,23 @@ def task_texts(env_id: str, episodes: int, seed: int = 0, **env_args: Any) -> It
         batch = task.episodes("train", index[start : start + 1024])
         for b in range(len(batch)):
             for t in range(int(batch.n_turns[b])):
-                for ids in (batch.segments[b, t, : batch.segment_len[b, t]],
-                            batch.references[b, t, : batch.reference_len[b, t]]):  # fmt: skip
+                for ids in (
+                    batch.segments[b, t, : batch.segment_len[b, t]],
+                    batch.references[b, t, : batch.reference_len[b, t]],
+                ):
                     text = tokenizer.decode(ids, skip_special=True)
                     if text.strip():
                         yield " " + text
 
 
-def train_bpe(env_id: str, out_dir: str | os.PathLike[str], vocab_size: int = 1024, episodes: int = 20_000,
-              seed: int = 0, **env_args: Any):  # fmt: skip
+def train_bpe(
+    env_id: str,
+    out_dir: str | os.PathLike[str],
+    vocab_size: int = 1024,
+    episodes: int = 20_000,
+    seed: int = 0,
+    **env_args: Any,
+):
     """Train, save to ``out_dir`` (``save_pretrained`` layout) and return the ``transformers`` tokenizer."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
@@ -48,21 +56,30 @@ def train_bpe(env_id: str, out_dir: str | os.PathLike[str], vocab_size: int = 10
         raise ValueError("the corpus is read in the env's own vocabulary; drop tokenizer= from the env arguments")
     floor = len(SPECIAL_TOKENS) + 256
     if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < floor:
-        raise ValueError(f"vocab_size must be an integer >= {floor} (256 bytes and {len(SPECIAL_TOKENS)} special tokens), got {vocab_size!r}")
+        raise ValueError(
+            f"vocab_size must be an integer >= {floor} (256 bytes and {len(SPECIAL_TOKENS)} special tokens), got {vocab_size!r}"
+        )
     if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
         raise ValueError(f"episodes must be a positive integer, got {episodes!r}")
     bpe = Tokenizer(models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS), initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        vocab_size=vocab_size,
+        special_tokens=list(SPECIAL_TOKENS),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
-    )  # fmt: skip
+    )
     bpe.train_from_iterator(task_texts(env_id, episodes, seed, **env_args), trainer)
     tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=bpe, pad_token="<pad>", bos_token="<bos>", eos_token="<eos>", sep_token="<sep>",
-        unk_token="<unk>", additional_special_tokens=["<user>", "<agent>"],
-    )  # fmt: skip
+        tokenizer_object=bpe,
+        pad_token="<pad>",
+        bos_token="<bos>",
+        eos_token="<eos>",
+        sep_token="<sep>",
+        unk_token="<unk>",
+        additional_special_tokens=["<user>", "<agent>"],
+    )
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     tokenizer.save_pretrained(str(out_dir))
     return tokenizer

@@ -64,8 +64,9 @@ class Demonstrations:
         return {"context": decode(context), "questions": [decode(q) for q in user], "answers": answers}
 
 
-def make_demonstrations(kernel: DialogueKernel, n: int, *, seed: int = 0, noise: float = 0.0,
-                        split: str = "train") -> Demonstrations:  # fmt: skip
+def make_demonstrations(
+    kernel: DialogueKernel, n: int, *, seed: int = 0, noise: float = 0.0, split: str = "train"
+) -> Demonstrations:
     """``n`` demonstrations of ``kernel``'s task from ``split``, a fraction ``noise`` of answers imperfect."""
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise ValueError(f"n must be a positive number of demonstrations, got {n!r}")
@@ -95,16 +96,24 @@ def make_demonstrations(kernel: DialogueKernel, n: int, *, seed: int = 0, noise:
     # first turn where it had fewer turns (never an empty answer).
     other, other_len = np.roll(answers, 1, axis=0), np.roll(answer_len, 1, axis=0)
     short = other_len == 0
-    other[short], other_len[short] = np.broadcast_to(other[:, :1], other.shape)[short], np.broadcast_to(other_len[:, :1], short.shape)[short]
+    other[short], other_len[short] = (
+        np.broadcast_to(other[:, :1], other.shape)[short],
+        np.broadcast_to(other_len[:, :1], short.shape)[short],
+    )
     wrong = noisy & ~verbose
     answers[wrong], answer_len[wrong] = other[wrong], other_len[wrong]
     if len(filler):
         long_answers, long_len = concat_ragged(
-            [(np.broadcast_to(filler, (n * turns, len(filler))), np.full(n * turns, len(filler))),
-             (answers.reshape(n * turns, room), answer_len.reshape(-1))],
+            [
+                (np.broadcast_to(filler, (n * turns, len(filler))), np.full(n * turns, len(filler))),
+                (answers.reshape(n * turns, room), answer_len.reshape(-1)),
+            ],
             tokenizer.pad_id,
-        )  # fmt: skip
-        long_answers, long_len = long_answers[:, :room].reshape(n, turns, room), np.minimum(long_len, room).reshape(n, turns)
+        )
+        long_answers, long_len = (
+            long_answers[:, :room].reshape(n, turns, room),
+            np.minimum(long_len, room).reshape(n, turns),
+        )
         answers[verbose], answer_len[verbose] = long_answers[verbose], long_len[verbose]
 
     if kernel.respond is not None:
@@ -123,17 +132,28 @@ def make_demonstrations(kernel: DialogueKernel, n: int, *, seed: int = 0, noise:
     scores = np.zeros((n, turns))
     for t in range(turns):
         batch = AnswerBatch(
-            response=answers[:, t], response_len=answer_len[:, t], ended=np.ones(n, bool),
-            reference=episodes.references[:, t], reference_len=episodes.reference_len[:, t],
-            keywords=episodes.keywords[:, t], keyword_len=episodes.keyword_len[:, t],
-        )  # fmt: skip
+            response=answers[:, t],
+            response_len=answer_len[:, t],
+            ended=np.ones(n, bool),
+            reference=episodes.references[:, t],
+            reference_len=episodes.reference_len[:, t],
+            keywords=episodes.keywords[:, t],
+            keyword_len=episodes.keyword_len[:, t],
+        )
         scores[:, t] = (kernel.reward_fn if kernel.correct_fn is None else kernel.correct_fn)(batch)
     correct = (scores >= kernel.success_reward) & live
     return _assemble(episodes, answers, answer_len, live, correct, index, tokenizer)
 
 
-def _assemble(episodes, answers: np.ndarray, answer_len: np.ndarray, live: np.ndarray, correct: np.ndarray,
-              index: np.ndarray, tokenizer: Tokenizer) -> Demonstrations:  # fmt: skip
+def _assemble(
+    episodes,
+    answers: np.ndarray,
+    answer_len: np.ndarray,
+    live: np.ndarray,
+    correct: np.ndarray,
+    index: np.ndarray,
+    tokenizer: Tokenizer,
+) -> Demonstrations:
     """Interleave user segments and answers (each answer closed by EOS); unused turns are empty."""
     n, turns = answer_len.shape
     pieces, is_answer = [], []
@@ -149,9 +169,14 @@ def _assemble(episodes, answers: np.ndarray, answer_len: np.ndarray, live: np.nd
         0,
     )
     return Demonstrations(
-        ids=ids, lengths=lengths, answer_mask=marks.astype(bool), correct=correct,
-        n_turns=episodes.n_turns.copy(), index=index, tokenizer=tokenizer,
-    )  # fmt: skip
+        ids=ids,
+        lengths=lengths,
+        answer_mask=marks.astype(bool),
+        correct=correct,
+        n_turns=episodes.n_turns.copy(),
+        index=index,
+        tokenizer=tokenizer,
+    )
 
 
 @dataclass
@@ -174,8 +199,13 @@ class Preferences:
     def split(self, fraction: float) -> tuple[Preferences, Preferences]:
         """The first ``1 - fraction`` of the pairs and the rest (e.g. for a held-out accuracy)."""
         cut = int(round(len(self) * (1 - fraction)))
-        part = lambda rows: Preferences(self.chosen[rows], self.chosen_len[rows], self.rejected[rows],  # noqa: E731
-                                        self.rejected_len[rows], self.tokenizer)  # fmt: skip
+        part = lambda rows: Preferences(
+            self.chosen[rows],
+            self.chosen_len[rows],
+            self.rejected[rows],  # noqa: E731
+            self.rejected_len[rows],
+            self.tokenizer,
+        )
         return part(slice(0, cut)), part(slice(cut, None))
 
 

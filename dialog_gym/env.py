@@ -93,9 +93,15 @@ class DialogEnv(gym.Env):
         render_mode: str | None = None,
     ) -> None:
         self.kernel = DialogueKernel(
-            task, 1, split=split, reward=reward, shaping=shaping, success_reward=success_reward,
-            max_answer_tokens=max_answer_tokens, max_len=max_len,
-        )  # fmt: skip
+            task,
+            1,
+            split=split,
+            reward=reward,
+            shaping=shaping,
+            success_reward=success_reward,
+            max_answer_tokens=max_answer_tokens,
+            max_len=max_len,
+        )
         self.task = task
         self.tokenizer = task.tokenizer
         self.demo_noise = check_noise(demo_noise)
@@ -216,7 +222,9 @@ class UnsupportedRenderMode(ValueError, TypeError):
 
 def check_render_mode(render_mode: str | None) -> str | None:
     if render_mode is not None and render_mode not in RENDER_MODES:
-        raise UnsupportedRenderMode(f"unknown render_mode {render_mode!r}; expected None or one of {list(RENDER_MODES)}")
+        raise UnsupportedRenderMode(
+            f"unknown render_mode {render_mode!r}; expected None or one of {list(RENDER_MODES)}"
+        )
     return render_mode
 
 

@@ -123,8 +123,14 @@ class HFTokenizer:
 
     def marker(self, name: str) -> list[int]:
         """The ids that stand for a dialog_gym marker such as ``"<user>"``: its own token, else plain text."""
-        own = {"<bos>": self._bos, "<eos>": self._eos, "<sep>": self._sep, "<unk>": self._unk,
-               "<user>": self._user, "<agent>": self._agent}.get(name)  # fmt: skip
+        own = {
+            "<bos>": self._bos,
+            "<eos>": self._eos,
+            "<sep>": self._sep,
+            "<unk>": self._unk,
+            "<user>": self._user,
+            "<agent>": self._agent,
+        }.get(name)
         if own is not None:
             return [own]
         return self.encode(MARKER_TEXT[name]) if name in MARKER_TEXT else []

@@ -165,8 +165,17 @@ class DialogueKernel:
             self.ready_until[rows] = position + 1
         self.obs[rows] = self.tokenizer.pad_id
         self.answers[rows] = self.tokenizer.pad_id
-        for state in (self.turn, self.pos, self.episode_return, self.episode_length, self.answer_len,
-                      self.answers_given, self.answers_correct, self.answer_tokens, self.success):  # fmt: skip
+        for state in (
+            self.turn,
+            self.pos,
+            self.episode_return,
+            self.episode_length,
+            self.answer_len,
+            self.answers_given,
+            self.answers_correct,
+            self.answer_tokens,
+            self.success,
+        ):
             state[rows] = 0
         self.done[rows] = False
         self._append_segments(rows)
@@ -204,7 +213,9 @@ class DialogueKernel:
 
     def reference(self, row: int) -> np.ndarray:
         """The token ids of the row's current reference answer."""
-        return self.ahead.references[self.slot[row], self.turn[row], : self.ahead.reference_len[self.slot[row], self.turn[row]]]
+        return self.ahead.references[
+            self.slot[row], self.turn[row], : self.ahead.reference_len[self.slot[row], self.turn[row]]
+        ]
 
     def expert_action(self) -> np.ndarray:
         """The token the reference answer has next, per row (EOS once the reference is complete)."""
@@ -277,7 +288,9 @@ class DialogueKernel:
         self.episode_return += reward
         if resetting.any():
             self.reset_rows(np.flatnonzero(resetting))
-        return StepOutcome(reward, terminated, truncated, resetting, answer_done, answer_reward, answer_correct, out_of_turns)
+        return StepOutcome(
+            reward, terminated, truncated, resetting, answer_done, answer_reward, answer_correct, out_of_turns
+        )
 
     def _reply(self, rows: np.ndarray, turn: np.ndarray, lengths: np.ndarray):
         """An interactive task's reply to the answers just finished in ``rows``."""
@@ -294,14 +307,18 @@ class DialogueKernel:
             (reply.reference, reply.reference_len, self.ahead.references, self.ahead.reference_len),
         ):
             if tokens.shape[1] > target.shape[2] and lengths[moving_on].max(initial=0) > target.shape[2]:
-                raise ValueError(f"the task replied with {lengths[moving_on].max()} tokens, more than its limits allow "
-                                 f"({target.shape[2]}); raise the task's EpisodeLimits")  # fmt: skip
+                raise ValueError(
+                    f"the task replied with {lengths[moving_on].max()} tokens, more than its limits allow "
+                    f"({target.shape[2]}); raise the task's EpisodeLimits"
+                )
             width = min(tokens.shape[1], target.shape[2])
             target[slot, nxt] = self.tokenizer.pad_id
             target[slot, nxt, :width] = tokens[moving_on, :width]
             target_len[slot, nxt] = lengths[moving_on]
 
-    def _score(self, rows: np.ndarray, turn: np.ndarray, lengths: np.ndarray, ended: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _score(
+        self, rows: np.ndarray, turn: np.ndarray, lengths: np.ndarray, ended: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         """The reward of each finished answer and whether it is correct."""
         ahead, slot = self.ahead, self.slot[rows]
         batch = AnswerBatch(

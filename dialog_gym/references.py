@@ -42,4 +42,11 @@ REFERENCE_SCORES: dict[str, dict[str, dict[str, float]]] = {
     },
 }
 
-REWARD_THRESHOLDS = {"DialogQA-v0": 1.94, "DialogQA-Toy-v0": 0.95, "Tutor-v0": 0.95, "Conversation-v0": 1.07, "TwentyQuestions-v0": 0.81, "CustomerService-v0": 0.85}
+REWARD_THRESHOLDS = {
+    "DialogQA-v0": 1.94,
+    "DialogQA-Toy-v0": 0.95,
+    "Tutor-v0": 0.95,
+    "Conversation-v0": 1.07,
+    "TwentyQuestions-v0": 0.81,
+    "CustomerService-v0": 0.85,
+}

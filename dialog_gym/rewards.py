@@ -167,7 +167,9 @@ def resolve_reward(reward: str | TextReward, tokenizer: Tokenizer) -> BatchRewar
         return ModelReward(path, tokenizer)
     if isinstance(reward, str):
         if reward not in REWARDS:
-            raise ValueError(f"unknown reward {reward!r}; expected one of {sorted(REWARDS)}, 'model:PATH' or a function")
+            raise ValueError(
+                f"unknown reward {reward!r}; expected one of {sorted(REWARDS)}, 'model:PATH' or a function"
+            )
         return REWARDS[reward]
     if callable(reward):
         return text_reward(reward, tokenizer)

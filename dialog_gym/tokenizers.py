@@ -99,9 +99,7 @@ class VocabTokenizer:
 
     def __init__(self, tokens: Sequence[str]) -> None:
         if not type(self).kind:
-            raise TypeError(
-                f"{type(self).__name__} is a base class; use WordTokenizer or CharTokenizer"
-            )
+            raise TypeError(f"{type(self).__name__} is a base class; use WordTokenizer or CharTokenizer")
         problem = type(self)._tokens_problem(tokens)
         if problem is not None:
             raise ValueError(f"bad tokens for {type(self).__name__}: {problem}")
@@ -127,10 +125,7 @@ class VocabTokenizer:
         first_id: dict[str, int] = {}
         for i, token in enumerate(tokens):
             if token in first_id:
-                return (
-                    f"token {token!r} appears twice (ids {first_id[token]} and {i}); "
-                    "expected unique tokens"
-                )
+                return f"token {token!r} appears twice (ids {first_id[token]} and {i}); expected unique tokens"
             first_id[token] = i
         return None
 
@@ -217,9 +212,7 @@ class VocabTokenizer:
         except TypeError:
             raise TypeError(f"token ids must be integers, got {i!r} ({type(i).__name__})") from None
         if not 0 <= index < len(self._tokens):
-            raise ValueError(
-                f"token id {index} is out of range; expected 0 <= id < {len(self._tokens)}"
-            )
+            raise ValueError(f"token id {index} is out of range; expected 0 <= id < {len(self._tokens)}")
         return index
 
     def save(self, path: str | os.PathLike[str]) -> None:
@@ -258,9 +251,7 @@ class VocabTokenizer:
             raise ValueError(f"min_count must be an integer >= 1, got {min_count!r}")
         for name, arg in (("texts", texts), ("extra_tokens", extra_tokens)):
             if isinstance(arg, str):
-                raise ValueError(
-                    f"{name} must be an iterable of strings, got the str {arg!r}; wrap it in a list"
-                )
+                raise ValueError(f"{name} must be an iterable of strings, got the str {arg!r}; wrap it in a list")
         head = list(SPECIAL_TOKENS)
         for token in extra_tokens:
             if token not in head:
@@ -341,21 +332,14 @@ def load_tokenizer(path: str | os.PathLike[str]) -> WordTokenizer | CharTokenize
     """Read a tokenizer written by `save`, checking the file so a bad one fails here."""
     path = os.fspath(path)
     if not os.path.exists(path):
-        raise FileNotFoundError(
-            f"{path}: no such tokenizer file; expected a JSON file written by save()"
-        )
+        raise FileNotFoundError(f"{path}: no such tokenizer file; expected a JSON file written by save()")
     try:
         with open(path, encoding="utf-8") as f:
             data = json.load(f)
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ValueError(
-            f"{path}: not valid UTF-8 JSON ({e}); expected a file written by save()"
-        ) from None
+        raise ValueError(f"{path}: not valid UTF-8 JSON ({e}); expected a file written by save()") from None
     if not isinstance(data, dict):
-        raise ValueError(
-            f"{path}: top level is {type(data).__name__}; "
-            "expected an object with 'type' and 'tokens'"
-        )
+        raise ValueError(f"{path}: top level is {type(data).__name__}; expected an object with 'type' and 'tokens'")
     kind = data.get("type")
     if not isinstance(kind, str) or kind not in _KINDS:
         raise ValueError(f"{path}: 'type' is {kind!r}; expected one of {sorted(_KINDS)}")

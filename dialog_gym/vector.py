@@ -50,9 +50,15 @@ class DialogVectorEnv(VectorEnv):
         render_mode: str | None = None,
     ) -> None:
         self.kernel = DialogueKernel(
-            task, num_envs, split=split, reward=reward, shaping=shaping, success_reward=success_reward,
-            max_answer_tokens=max_answer_tokens, max_len=max_len,
-        )  # fmt: skip
+            task,
+            num_envs,
+            split=split,
+            reward=reward,
+            shaping=shaping,
+            success_reward=success_reward,
+            max_answer_tokens=max_answer_tokens,
+            max_len=max_len,
+        )
         self.task = task
         self.tokenizer = task.tokenizer
         self.num_envs = int(num_envs)
@@ -111,10 +117,13 @@ class DialogVectorEnv(VectorEnv):
     def _info(self, outcome) -> dict[str, Any]:
         kernel, every = self.kernel, self._all_rows
         info: dict[str, Any] = {
-            "action_mask": self._action_mask, "_action_mask": every,
-            "expert_action": kernel.expert_action(), "_expert_action": every,
-            "turn": kernel.turn.copy(), "_turn": every,
-        }  # fmt: skip
+            "action_mask": self._action_mask,
+            "_action_mask": every,
+            "expert_action": kernel.expert_action(),
+            "_expert_action": every,
+            "turn": kernel.turn.copy(),
+            "_turn": every,
+        }
         if outcome is None:
             return info
         if outcome.answer_done.any():
@@ -158,7 +167,9 @@ def check_actions(actions: Any, num_envs: int, vocab_size: int) -> np.ndarray:
     """(N,) int64 token ids, or a one-line error naming what is wrong with ``actions``."""
     array = np.asarray(actions)
     if array.shape != (num_envs,):
-        raise gym.error.InvalidAction(f"actions must have shape ({num_envs},), one token id per row; got shape {array.shape}")
+        raise gym.error.InvalidAction(
+            f"actions must have shape ({num_envs},), one token id per row; got shape {array.shape}"
+        )
     if array.dtype == bool or not np.issubdtype(array.dtype, np.integer):
         raise gym.error.InvalidAction(f"actions must be integer token ids, got dtype {array.dtype}")
     bad = (array < 0) | (array >= vocab_size)

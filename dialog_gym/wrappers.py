@@ -91,17 +91,23 @@ class KLPenalty(_Shaping):
 
     name = "kl"
 
-    def __init__(self, env: gym.Env, reference: LogProbFunction, beta: float = 0.05, policy: LogProbFunction | None = None) -> None:
+    def __init__(
+        self, env: gym.Env, reference: LogProbFunction, beta: float = 0.05, policy: LogProbFunction | None = None
+    ) -> None:
         super().__init__(env)
         if not callable(reference) or (policy is not None and not callable(policy)):
-            raise TypeError("reference and policy must be functions from observations (N, L) to log-probabilities (N, V)")
+            raise TypeError(
+                "reference and policy must be functions from observations (N, L) to log-probabilities (N, V)"
+            )
         self.reference, self.policy, self.beta = reference, policy, _non_negative("beta", beta)
         self.vocab_size = env.unwrapped.tokenizer.vocab_size
 
     def _log_prob(self, function: LogProbFunction, before: np.ndarray, action: Any) -> float:
         log_probs = np.asarray(function(np.asarray(before)[None]))
         if log_probs.shape != (1, self.vocab_size):
-            raise ValueError(f"a log-probability function returned shape {log_probs.shape}; expected (1, {self.vocab_size})")
+            raise ValueError(
+                f"a log-probability function returned shape {log_probs.shape}; expected (1, {self.vocab_size})"
+            )
         value = float(log_probs[0, int(action)])
         if not np.isfinite(value):
             raise ValueError(f"a log-probability function gave {value} for token {int(action)}; it must be finite")

@@ -18,7 +18,9 @@ from agents.sb3 import sb3_agent
 from dialog_gym.wrappers import TerminateAtAnswerLimit
 
 
-def main(steps: int = 200_000, seed: int = 0, env_id: str = "DialogQA-Toy-v0", env_kwargs: dict | None = None) -> dict[str, float]:
+def main(
+    steps: int = 200_000, seed: int = 0, env_id: str = "DialogQA-Toy-v0", env_kwargs: dict | None = None
+) -> dict[str, float]:
     env_kwargs = env_kwargs or {"vocab_size": 16, "answer_len": 1}
     # MaskablePPO calls envs.env_method("action_masks"); the answer limit must not be bootstrapped.
     envs = make_vec_env(env_id, n_envs=8, seed=seed, env_kwargs=env_kwargs, wrapper_class=TerminateAtAnswerLimit)

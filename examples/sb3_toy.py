@@ -1,6 +1,6 @@
 """Stable-Baselines3's PPO, A2C or DQN on DialogQA-Toy-v0, scored by dialog_gym.evaluate.
 
-    python examples/sb3_toy.py --algo PPO --steps 100000
+python examples/sb3_toy.py --algo PPO --steps 100000
 """
 
 from __future__ import annotations
@@ -20,8 +20,13 @@ ALGORITHMS = {"PPO": PPO, "A2C": A2C, "DQN": DQN}
 def main(algo: str = "PPO", steps: int = 100_000, seed: int = 0, env_kwargs: dict | None = None) -> dict[str, float]:
     env_kwargs = env_kwargs or {"vocab_size": 16, "answer_len": 1}
     # The answer limit ends an answer for good: SB3 must not bootstrap it as it would a time limit.
-    envs = make_vec_env("DialogQA-Toy-v0", n_envs=1 if algo == "DQN" else 8, seed=seed, env_kwargs=env_kwargs,
-                        wrapper_class=TerminateAtAnswerLimit)
+    envs = make_vec_env(
+        "DialogQA-Toy-v0",
+        n_envs=1 if algo == "DQN" else 8,
+        seed=seed,
+        env_kwargs=env_kwargs,
+        wrapper_class=TerminateAtAnswerLimit,
+    )
     model = ALGORITHMS[algo]("MlpPolicy", envs, seed=seed, device="cpu", verbose=0)  # one-hot observations
     model.learn(total_timesteps=steps)
     return dialog_gym.evaluate(sb3_agent(model), "DialogQA-Toy-v0", episodes=500, seed=seed, **env_kwargs)

@@ -25,24 +25,43 @@ def test_the_suite_writes_results_and_pngs(tmp_path, monkeypatch):
     )
 
     # The same code paths as --quick, on grids small enough for the test suite.
-    monkeypatch.setattr(sb3_crosscheck, "grid", lambda quick: [("V8 A1", {"vocab_size": 8, "answer_len": 1}, 2048, 2048, 1)])
+    monkeypatch.setattr(
+        sb3_crosscheck, "grid", lambda quick: [("V8 A1", {"vocab_size": 8, "answer_len": 1}, 2048, 2048, 1)]
+    )
     monkeypatch.setattr(sb3_crosscheck, "PRETRAINING", {"demonstrations": 256, "epochs": 1, "batch_size": 64})
     monkeypatch.setattr(pretraining_difficulty, "WORLDS", pretraining_difficulty.WORLDS[:1])
     difficulty, throughput = pretraining_difficulty.run, env_throughput.run
     monkeypatch.setattr(pretraining_difficulty, "run", lambda quick: difficulty(steps=40, every=20))
     monkeypatch.setattr(env_throughput, "run", lambda quick: throughput(quick=True, seconds=0.05))
-    tiny = main_job.QUICK_CONFIG.replace("20000", "1000").replace("4000", "500").replace("eval_episodes: 200", "eval_episodes: 20")
+    tiny = (
+        main_job.QUICK_CONFIG.replace("20000", "1000")
+        .replace("4000", "500")
+        .replace("eval_episodes: 200", "eval_episodes: 20")
+    )
     monkeypatch.setattr(main_job, "QUICK_CONFIG", tiny)
     small = {"pairs": "200", "epochs": "1", "config": tiny}
     monkeypatch.setattr(learned_reward, "QUICK", small)
-    monkeypatch.setattr(hf_policy_throughput, "gpt2_small", lambda config, allowed: hf_policy_throughput.HFPolicy(
-        tiny_gpt2(), config, allowed))  # the 124M-parameter shape is left to the real benchmark
+    monkeypatch.setattr(
+        hf_policy_throughput,
+        "gpt2_small",
+        lambda config, allowed: hf_policy_throughput.HFPolicy(tiny_gpt2(), config, allowed),
+    )  # the 124M-parameter shape is left to the real benchmark
     measure = distributed_throughput.measure
-    monkeypatch.setattr(distributed_throughput, "measure", lambda k, episodes, total, threads=None: measure(k, 16, 400, threads))
+    monkeypatch.setattr(
+        distributed_throughput, "measure", lambda k, episodes, total, threads=None: measure(k, 16, 400, threads)
+    )
     report = suite.main(["--quick", "--out", str(tmp_path)]).read_text()
     assert "| 2 processes, 64 episodes each | 1 |" in report and "| GPT-2 small shape, 124M |" in report
-    for title in ("Env throughput", "PPO throughput", "The main job", "Stable-Baselines3", "learned reward",
-                  "How hard is DialogQA-v0", "transformers policies", "several processes"):
+    for title in (
+        "Env throughput",
+        "PPO throughput",
+        "The main job",
+        "Stable-Baselines3",
+        "learned reward",
+        "How hard is DialogQA-v0",
+        "transformers policies",
+        "several processes",
+    ):
         assert f"## {title}" in report or title in report
     assert "Machine:" in report
     assert "| V8 A1 | SB3 PPO |" in report and "| V8 A1 | ours, from scratch |" in report
@@ -54,7 +73,9 @@ def test_the_crosscheck_resumes_finished_runs_from_its_cache(tmp_path, monkeypat
     from benchmarks import sb3_crosscheck
 
     monkeypatch.setattr(sb3_crosscheck, "RESULTS", tmp_path)
-    monkeypatch.setattr(sb3_crosscheck, "grid", lambda quick: [("V8 A1", {"vocab_size": 8, "answer_len": 1}, 1024, 1024, 1)])
+    monkeypatch.setattr(
+        sb3_crosscheck, "grid", lambda quick: [("V8 A1", {"vocab_size": 8, "answer_len": 1}, 1024, 1024, 1)]
+    )
     monkeypatch.setattr(sb3_crosscheck, "PRETRAINING", {"demonstrations": 128, "epochs": 1, "batch_size": 64})
     cache = tmp_path / "runs.jsonl"
     first = sb3_crosscheck.run(quick=True, cache=cache)

@@ -47,8 +47,11 @@ def test_evaluate_builtin_agents(capsys):
 
 def test_env_args_are_read_as_yaml_scalars():
     assert parse_env_args(["n_people=2", "reward=f1", "shaping=0.5", "flag=true"]) == {
-        "n_people": 2, "reward": "f1", "shaping": 0.5, "flag": True,
-    }  # fmt: skip
+        "n_people": 2,
+        "reward": "f1",
+        "shaping": 0.5,
+        "flag": True,
+    }
     with pytest.raises(ValueError, match="KEY=VALUE"):
         parse_env_args(["n_people"])
 
@@ -61,9 +64,26 @@ def tiny_run(tmp_path_factory):
         "num_envs: 32\neval_episodes: 32\nmodel: {d_model: 32, n_head: 2, n_layer: 1}\n"
         "pretraining: {demonstrations: 256, epochs: 1}\n"
     )
-    main(["train", "--env", "DialogQA-Toy-v0", "--env-arg", "vocab_size=8", "--env-arg", "answer_len=1",
-          "--env-arg", "n_questions=0", "--total-steps", "400", "--config", str(config), "--out", str(run_dir / "out"),
-          "--quiet"])  # fmt: skip
+    main(
+        [
+            "train",
+            "--env",
+            "DialogQA-Toy-v0",
+            "--env-arg",
+            "vocab_size=8",
+            "--env-arg",
+            "answer_len=1",
+            "--env-arg",
+            "n_questions=0",
+            "--total-steps",
+            "400",
+            "--config",
+            str(config),
+            "--out",
+            str(run_dir / "out"),
+            "--quiet",
+        ]
+    )
     return run_dir / "out"
 
 

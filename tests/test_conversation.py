@@ -52,9 +52,12 @@ def test_the_oracle_scores_f1_one_per_turn():
 
 @pytest.mark.parametrize(
     "kwargs,message",
-    [({"language": "fr"}, "unknown language 'fr'"), ({"categories": ["nope"]}, "unknown categories ['nope']"),
-     ({"max_turns": 0}, "max_turns must be a positive integer")],
-)  # fmt: skip
+    [
+        ({"language": "fr"}, "unknown language 'fr'"),
+        ({"categories": ["nope"]}, "unknown categories ['nope']"),
+        ({"max_turns": 0}, "max_turns must be a positive integer"),
+    ],
+)
 def test_bad_arguments_are_named(kwargs, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         gym.make("Conversation-v0", **kwargs)

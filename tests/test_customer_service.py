@@ -64,7 +64,9 @@ def test_anything_else_gets_sorry_and_the_expert_still_books_right():
         obs, reward, terminated, truncated, info = env.step(info["expert_action"])
         if terminated or truncated:
             break
-    assert reward == 1.0 and info["dialogue"]["success"] and info["dialogue"]["correct"] == info["dialogue"]["answers"] - 1
+    assert (
+        reward == 1.0 and info["dialogue"]["success"] and info["dialogue"]["correct"] == info["dialogue"]["answers"] - 1
+    )
 
 
 def test_a_booking_must_name_all_four_slots_and_asking_twice_is_no_progress():

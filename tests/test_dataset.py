@@ -17,43 +17,78 @@ from dialog_gym.tasks.dataset import DatasetError, JsonlTask, read_jsonl
 from dialog_gym.tokenizers import CharTokenizer, WordTokenizer
 
 SINGLE = [
-    {"context": "Alice lives in Paris.", "question": "Where does Alice live?", "answer": "In Paris.",
-     "keywords": ["Paris"], "split": "train"},
+    {
+        "context": "Alice lives in Paris.",
+        "question": "Where does Alice live?",
+        "answer": "In Paris.",
+        "keywords": ["Paris"],
+        "split": "train",
+    },
     {"context": "Bob owns a red car.", "question": "What colour is Bob's car?", "answer": "red", "split": "test"},
     {"context": "The sky is blue today.", "question": "What colour is the sky?", "answer": "blue", "split": "train"},
-    {"context": "Carol reads books.", "question": "What does Carol read?", "answer": "she reads books",
-     "keywords": ["books", "reads"], "split": "test"},
-]  # fmt: skip
+    {
+        "context": "Carol reads books.",
+        "question": "What does Carol read?",
+        "answer": "she reads books",
+        "keywords": ["books", "reads"],
+        "split": "test",
+    },
+]
 MULTI = [
-    {"context": "Dave has two cats and a dog.", "split": "train", "turns": [
-        {"question": "How many cats does Dave have?", "answer": "two cats", "keywords": ["two"]},
-        {"question": "And what else?", "answer": "a dog"},
-    ]},
-    {"context": "Eve works in Rome as a baker.", "split": "test", "turns": [
-        {"question": "Where does Eve work?", "answer": "in Rome", "keywords": ["Rome"]},
-        {"question": "As what?", "answer": "a baker", "keywords": ["baker"]},
-        {"question": "Who works in Rome?", "answer": "Eve"},
-    ]},
-    {"context": "Frank likes green tea.", "split": "train", "turns": [
-        {"question": "What does Frank like?", "answer": "green tea"},
-        {"question": "Which colour of tea?", "answer": "green"},
-    ]},
-]  # fmt: skip
+    {
+        "context": "Dave has two cats and a dog.",
+        "split": "train",
+        "turns": [
+            {"question": "How many cats does Dave have?", "answer": "two cats", "keywords": ["two"]},
+            {"question": "And what else?", "answer": "a dog"},
+        ],
+    },
+    {
+        "context": "Eve works in Rome as a baker.",
+        "split": "test",
+        "turns": [
+            {"question": "Where does Eve work?", "answer": "in Rome", "keywords": ["Rome"]},
+            {"question": "As what?", "answer": "a baker", "keywords": ["baker"]},
+            {"question": "Who works in Rome?", "answer": "Eve"},
+        ],
+    },
+    {
+        "context": "Frank likes green tea.",
+        "split": "train",
+        "turns": [
+            {"question": "What does Frank like?", "answer": "green tea"},
+            {"question": "Which colour of tea?", "answer": "green"},
+        ],
+    },
+]
 CHINESE = [
-    {"context": "小明住在北京。他喜欢猫。", "split": "train", "turns": [
-        {"question": "小明住在哪里？", "answer": "北京", "keywords": ["北京"]},
-        {"question": "他喜欢什么？", "answer": "他喜欢猫"},
-    ]},
-    {"context": "今天天气很好，我们去公园。", "split": "test", "turns": [
-        {"question": "天气怎么样？", "answer": "很好"},
-        {"question": "我们去哪里？", "answer": "去公园", "keywords": ["公园"]},
-    ]},
-]  # fmt: skip
+    {
+        "context": "小明住在北京。他喜欢猫。",
+        "split": "train",
+        "turns": [
+            {"question": "小明住在哪里？", "answer": "北京", "keywords": ["北京"]},
+            {"question": "他喜欢什么？", "answer": "他喜欢猫"},
+        ],
+    },
+    {
+        "context": "今天天气很好，我们去公园。",
+        "split": "test",
+        "turns": [
+            {"question": "天气怎么样？", "answer": "很好"},
+            {"question": "我们去哪里？", "answer": "去公园", "keywords": ["公园"]},
+        ],
+    },
+]
 CHINESE_SINGLE = [
-    {"context": "小红有三本书。", "question": "小红有几本书？", "answer": "三本书",
-     "keywords": ["三"], "split": "train"},
+    {
+        "context": "小红有三本书。",
+        "question": "小红有几本书？",
+        "answer": "三本书",
+        "keywords": ["三"],
+        "split": "train",
+    },
     {"context": "老师在教室里。", "question": "老师在哪里？", "answer": "在教室里", "split": "test"},
-]  # fmt: skip
+]
 FILES = {
     "multi": MULTI,
     "single": SINGLE,
@@ -237,11 +272,15 @@ def test_keywords_default_to_the_answer(tmp_path) -> None:
 
 
 KEYWORD_FILE = [
-    {"context": "Gina was born in Oslo. Her brother Hal was born in Bergen.", "split": "train", "turns": [
-        {"question": "Where was Gina born?", "answer": "she was born in Oslo", "keywords": ["Oslo"]},
-        {"question": "Where was Hal born?", "answer": "in Bergen"},
-    ]},
-]  # fmt: skip
+    {
+        "context": "Gina was born in Oslo. Her brother Hal was born in Bergen.",
+        "split": "train",
+        "turns": [
+            {"question": "Where was Gina born?", "answer": "she was born in Oslo", "keywords": ["Oslo"]},
+            {"question": "Where was Hal born?", "answer": "in Bergen"},
+        ],
+    },
+]
 
 
 @pytest.mark.parametrize("reward", [None, "keyword"])
@@ -274,15 +313,19 @@ BAD_LINES = {
     "blank_answer": ({"context": "c", "question": "q", "answer": "  "}, "'answer' must be a non-empty string"),
     "empty_turns": ({"context": "c", "turns": []}, "'turns' must be a non-empty list"),
     "turns_not_list": ({"context": "c", "turns": {"question": "q", "answer": "a"}}, "'turns' must be a non-empty list"),
-    "turn_missing_answer": ({"context": "c", "turns": [{"question": "q", "answer": "a"}, {"question": "q"}]},
-                            "turn 1: missing field 'answer'"),
-    "question_and_turns": ({**GOOD, "turns": [{"question": "q", "answer": "a"}]},
-                           "either 'question'/'answer' or 'turns'"),
+    "turn_missing_answer": (
+        {"context": "c", "turns": [{"question": "q", "answer": "a"}, {"question": "q"}]},
+        "turn 1: missing field 'answer'",
+    ),
+    "question_and_turns": (
+        {**GOOD, "turns": [{"question": "q", "answer": "a"}]},
+        "either 'question'/'answer' or 'turns'",
+    ),
     "bad_split": ({**GOOD, "split": "dev"}, "'split' must be one of ['train', 'test'], got 'dev'"),
     "keywords_not_list": ({**GOOD, "keywords": "a"}, "'keywords' must be a non-empty list of non-empty strings"),
     "keywords_empty": ({**GOOD, "keywords": []}, "'keywords' must be a non-empty list"),
     "keyword_not_string": ({**GOOD, "keywords": [3]}, "'keywords' must be a non-empty list of non-empty strings"),
-}  # fmt: skip
+}
 
 
 @pytest.mark.parametrize(("bad", "problem"), list(BAD_LINES.values()), ids=list(BAD_LINES))
@@ -306,9 +349,14 @@ def test_malformed_line_is_reported_through_gym_make(tmp_path) -> None:
 def test_keyword_missing_from_its_answer_is_reported(tmp_path) -> None:
     lines = [
         {"context": "c", "turns": [{"question": "q", "answer": "in Paris"}, {"question": "q", "answer": "x"}]},
-        {"context": "c", "turns": [{"question": "q", "answer": "in Paris"},
-                                   {"question": "q", "answer": "in Rome", "keywords": ["Rome", "London"]}]},
-    ]  # fmt: skip
+        {
+            "context": "c",
+            "turns": [
+                {"question": "q", "answer": "in Paris"},
+                {"question": "q", "answer": "in Rome", "keywords": ["Rome", "London"]},
+            ],
+        },
+    ]
     path = write_jsonl(tmp_path, lines, name="kw.jsonl")
     read_jsonl(path)  # the line is well-formed JSON: the check needs the tokenizer
     with pytest.raises(DatasetError) as info:
@@ -364,12 +412,15 @@ def test_file_without_examples(tmp_path, content) -> None:
 def numbered(n: int) -> list[dict]:
     """``n`` distinct two-turn lines without a split field."""
     return [
-        {"context": f"item {i} weighs {i % 7} kilos", "turns": [
-            {"question": f"what does item {i} weigh ?", "answer": f"{i % 7} kilos"},
-            {"question": "which item ?", "answer": f"item {i}"},
-        ]}
+        {
+            "context": f"item {i} weighs {i % 7} kilos",
+            "turns": [
+                {"question": f"what does item {i} weigh ?", "answer": f"{i % 7} kilos"},
+                {"question": "which item ?", "answer": f"item {i}"},
+            ],
+        }
         for i in range(n)
-    ]  # fmt: skip
+    ]
 
 
 def split_contexts(task: JsonlTask) -> dict[str, list[str]]:

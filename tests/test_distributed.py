@@ -20,14 +20,30 @@ from agents.train import Run, TrainConfig, train, update_seed
 ROOT = Path(__file__).resolve().parents[1]
 WORKER = ROOT / "tests" / "helpers" / "ddp_worker.py"
 CONFIG = {
-    "env": "DialogQA-Toy-v0", "env_args": {"vocab_size": 12, "answer_len": 2}, "seed": 3, "num_envs": 12,
-    "total_steps": 2000, "pretrain": False, "device": "cpu", "ppo": {"num_minibatches": 3, "update_epochs": 2},
-}  # fmt: skip
+    "env": "DialogQA-Toy-v0",
+    "env_args": {"vocab_size": 12, "answer_len": 2},
+    "seed": 3,
+    "num_envs": 12,
+    "total_steps": 2000,
+    "pretrain": False,
+    "device": "cpu",
+    "ppo": {"num_minibatches": 3, "update_epochs": 2},
+}
 
 
 def torchrun(mode: str, out: Path, config: dict, updates: int, processes: int = 2) -> None:
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
-               str(WORKER), mode, str(out), json.dumps(config), str(updates)]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={processes}",
+        str(WORKER),
+        mode,
+        str(out),
+        json.dumps(config),
+        str(updates),
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -40,16 +56,27 @@ class MergedRollout(TokenRollout):
         horizon = max(p.mask.shape[1] for p in parts)
         pad = lambda x: torch.nn.functional.pad(x, (0, horizon - x.shape[1]))  # noqa: E731
         cat = lambda name: torch.cat([pad(getattr(p, name)) for p in parts])  # noqa: E731
-        super().__init__(torch.cat([p.tokens for p in parts]), cat("action_index"), cat("actions"), cat("logprobs"),
-                         cat("values"), cat("next_values"), cat("rewards"), cat("terminated"), cat("truncated"),
-                         cat("mask"), {})  # fmt: skip
+        super().__init__(
+            torch.cat([p.tokens for p in parts]),
+            cat("action_index"),
+            cat("actions"),
+            cat("logprobs"),
+            cat("values"),
+            cat("next_values"),
+            cat("rewards"),
+            cat("terminated"),
+            cat("truncated"),
+            cat("mask"),
+            {},
+        )
         self.advantages, self.returns = cat("advantages"), cat("returns")
         self.parts, self.generators = parts, generators
 
     def minibatches(self, count: int, generator: torch.Generator):
         offsets = [sum(len(p) for p in self.parts[:i]) for i in range(len(self.parts))]
-        chunks = [torch.randperm(len(p), generator=g).chunk(min(count, len(p)))
-                  for p, g in zip(self.parts, self.generators)]  # fmt: skip
+        chunks = [
+            torch.randperm(len(p), generator=g).chunk(min(count, len(p))) for p, g in zip(self.parts, self.generators)
+        ]
         for j in range(len(chunks[0])):
             yield torch.cat([c[j] + o for c, o in zip(chunks, offsets)])
 

@@ -78,9 +78,7 @@ def rollout(env, seed: int, steps: int, action_seed: int = 0):
 
 
 def same_rollouts(a, b) -> bool:
-    return len(a) == len(b) and all(
-        np.array_equal(x[0], y[0]) and x[1:] == y[1:] for x, y in zip(a, b)
-    )
+    return len(a) == len(b) and all(np.array_equal(x[0], y[0]) and x[1:] == y[1:] for x, y in zip(a, b))
 
 
 @pytest.mark.parametrize("env_id,kwargs", VARIANTS)
@@ -309,7 +307,9 @@ def test_dialog_gym_does_not_need_torch():
     import subprocess
     import sys
 
-    code = "import sys, gymnasium as gym, dialog_gym; gym.make('DialogQA-v0').reset(seed=0); print('torch' in sys.modules)"
+    code = (
+        "import sys, gymnasium as gym, dialog_gym; gym.make('DialogQA-v0').reset(seed=0); print('torch' in sys.modules)"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and result.stdout.strip() == "False"
 
@@ -317,8 +317,10 @@ def test_dialog_gym_does_not_need_torch():
 def test_episode_statistics_wrappers_of_gymnasium_and_sb3_fit():
     from stable_baselines3.common.monitor import Monitor
 
-    for wrapped in (gym.wrappers.RecordEpisodeStatistics(gym.make("DialogQA-Toy-v0", answer_len=1)),
-                    Monitor(gym.make("DialogQA-Toy-v0", answer_len=1))):  # fmt: skip
+    for wrapped in (
+        gym.wrappers.RecordEpisodeStatistics(gym.make("DialogQA-Toy-v0", answer_len=1)),
+        Monitor(gym.make("DialogQA-Toy-v0", answer_len=1)),
+    ):
         obs, info = wrapped.reset(seed=0)
         *_, info = wrapped.step(info["expert_action"])
         *_, terminated, truncated, info = wrapped.step(info["expert_action"])

@@ -27,7 +27,6 @@ def test_stable_baselines3_examples_run_and_are_scored(algo):
 
 def test_maskable_ppo_uses_the_action_mask():
     import maskable_ppo
-
     from sb3_contrib import MaskablePPO
     from stable_baselines3.common.env_util import make_vec_env
 
@@ -70,18 +69,28 @@ def test_evaluate_scores_an_sb3_model_and_ours_like_a_hand_written_loop():
     from stable_baselines3 import PPO
     from stable_baselines3.common.env_util import make_vec_env
 
-    model = PPO("MlpPolicy", make_vec_env("DialogQA-Toy-v0", n_envs=2, seed=0, env_kwargs=TINY), n_steps=64, seed=0,
-                device="cpu")  # fmt: skip
+    model = PPO(
+        "MlpPolicy",
+        make_vec_env("DialogQA-Toy-v0", n_envs=2, seed=0, env_kwargs=TINY),
+        n_steps=64,
+        seed=0,
+        device="cpu",
+    )
     model.learn(256)
     env = gym.make("DialogQA-Toy-v0", **TINY).unwrapped
     from agents.policy import PolicyConfig, TransformerPolicy
 
     torch.manual_seed(0)
-    policy = TransformerPolicy(PolicyConfig(vocab_size=env.tokenizer.vocab_size, context_len=env.kernel.max_len),
-                               torch.tensor(np.array(env.kernel.action_mask)))  # fmt: skip
+    policy = TransformerPolicy(
+        PolicyConfig(vocab_size=env.tokenizer.vocab_size, context_len=env.kernel.max_len),
+        torch.tensor(np.array(env.kernel.action_mask)),
+    )
     agents = {
         "sb3": (sb3_agent(model), lambda obs, info: int(model.predict(obs, deterministic=True)[0])),
-        "ours": (PolicyAgent(policy, greedy=True), lambda obs, info: int(PolicyAgent(policy, greedy=True)(obs[None], {})[0])),
+        "ours": (
+            PolicyAgent(policy, greedy=True),
+            lambda obs, info: int(PolicyAgent(policy, greedy=True)(obs[None], {})[0]),
+        ),
     }
     for batched, single in agents.values():
         result = dialog_gym.evaluate(batched, "DialogQA-Toy-v0", episodes=12, seed=3, num_envs=4, **TINY)
@@ -94,8 +103,13 @@ def test_sb3_evaluation_curve_records_points():
     from stable_baselines3 import PPO
     from stable_baselines3.common.env_util import make_vec_env
 
-    model = PPO("MlpPolicy", make_vec_env("DialogQA-Toy-v0", n_envs=2, seed=0, env_kwargs=TINY), n_steps=64, seed=0,
-                device="cpu")  # fmt: skip
+    model = PPO(
+        "MlpPolicy",
+        make_vec_env("DialogQA-Toy-v0", n_envs=2, seed=0, env_kwargs=TINY),
+        n_steps=64,
+        seed=0,
+        device="cpu",
+    )
     curve = EvaluationCurve("DialogQA-Toy-v0", TINY, every=128, episodes=16)
     model.learn(384, callback=curve)
     steps = [p["env_steps"] for p in curve.points]

@@ -30,8 +30,18 @@ def bpe_dir(tmp_path_factory):
 
 def tiny_model(vocab: int) -> GPT2LMHeadModel:
     torch.manual_seed(0)
-    return GPT2LMHeadModel(GPT2Config(vocab_size=vocab, n_layer=2, n_head=2, n_embd=32, n_positions=128,
-                                      resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0))  # fmt: skip
+    return GPT2LMHeadModel(
+        GPT2Config(
+            vocab_size=vocab,
+            n_layer=2,
+            n_head=2,
+            n_embd=32,
+            n_positions=128,
+            resid_pdrop=0.0,
+            embd_pdrop=0.0,
+            attn_pdrop=0.0,
+        )
+    )
 
 
 def test_the_adapter_gives_the_bare_models_logits():
@@ -65,17 +75,26 @@ def test_rollouts_with_the_models_kv_cache_match_one_pass_scoring(bpe_dir):
     config = HFPolicyConfig(kernel.tokenizer.vocab_size, kernel.tokenizer.pad_id, kernel.max_len)
     torch.manual_seed(0)
     policy = build_hf_policy(str(TINY_GPT2), config, torch.tensor(np.array(kernel.action_mask)))
-    rollout = collect_episodes(envs, policy, seed=0, generator=torch.Generator().manual_seed(0), device=torch.device("cpu"))
+    rollout = collect_episodes(
+        envs, policy, seed=0, generator=torch.Generator().manual_seed(0), device=torch.device("cpu")
+    )
     logprobs, _, values = rollout.score(policy)
     assert rollout.mask.sum(1).min() >= 2  # several tokens per episode went through the cache
     assert torch.allclose(logprobs[rollout.mask], rollout.logprobs[rollout.mask], atol=1e-5)
 
 
 def test_the_full_recipe_pretrain_ppo_save_load_evaluate(bpe_dir, tmp_path):
-    config = TrainConfig.from_dict({
-        "env": "DialogQA-v0", "policy": f"hf:{TINY_GPT2}", "env_args": {"tokenizer": bpe_dir}, "total_steps": 3000,
-        "num_envs": 64, "eval_episodes": 60, "pretraining": {"demonstrations": 1024, "epochs": 2},
-    })  # fmt: skip
+    config = TrainConfig.from_dict(
+        {
+            "env": "DialogQA-v0",
+            "policy": f"hf:{TINY_GPT2}",
+            "env_args": {"tokenizer": bpe_dir},
+            "total_steps": 3000,
+            "num_envs": 64,
+            "eval_episodes": 60,
+            "pretraining": {"demonstrations": 1024, "epochs": 2},
+        }
+    )
     results = train(config, tmp_path / "run", progress=False)
     losses = results["pretraining"]["losses"]
     assert losses[-1] < losses[0]
@@ -91,23 +110,39 @@ def test_the_full_recipe_pretrain_ppo_save_load_evaluate(bpe_dir, tmp_path):
     with torch.no_grad():
         ours, _ = run.policy(tokens)
         valid = (tokens != run.policy.config.pad_id).long().cumsum(1) > 0
-        theirs = bare(input_ids=torch.where(valid, tokens, 0), attention_mask=valid.long(),
-                      position_ids=(valid.long().cumsum(1) - 1).clamp(min=0)).logits  # fmt: skip
+        theirs = bare(
+            input_ids=torch.where(valid, tokens, 0),
+            attention_mask=valid.long(),
+            position_ids=(valid.long().cumsum(1) - 1).clamp(min=0),
+        ).logits
     real = valid[:, :, None] & run.policy.allowed_tokens  # our logits mask the tokens an agent may not emit
     assert torch.allclose(ours[real], theirs[..., : ours.shape[-1]][real], atol=1e-4)
     # Loaded back with its value head, the greedy policy scores exactly what the run reported.
     loaded = HFPolicy.from_pretrained(saved)
-    again = dialog_gym.evaluate(PolicyAgent(loaded, greedy=True), "DialogQA-v0", episodes=60, seed=config.seed + 12345,
-                                split="test", tokenizer=bpe_dir)  # fmt: skip
+    again = dialog_gym.evaluate(
+        PolicyAgent(loaded, greedy=True),
+        "DialogQA-v0",
+        episodes=60,
+        seed=config.seed + 12345,
+        split="test",
+        tokenizer=bpe_dir,
+    )
     assert again == json.loads((tmp_path / "run" / "eval.json").read_text())["ppo_greedy"]
 
 
 def test_lora_trains_only_the_adapters_and_the_reference_is_the_base_model(bpe_dir, tmp_path):
     pytest.importorskip("peft")
-    config = TrainConfig.from_dict({
-        "env": "DialogQA-v0", "policy": f"hf:{TINY_GPT2}", "env_args": {"tokenizer": bpe_dir}, "total_steps": 1500,
-        "num_envs": 32, "pretrain": False, "model": {"lora_rank": 4},
-    })  # fmt: skip
+    config = TrainConfig.from_dict(
+        {
+            "env": "DialogQA-v0",
+            "policy": f"hf:{TINY_GPT2}",
+            "env_args": {"tokenizer": bpe_dir},
+            "total_steps": 1500,
+            "num_envs": 32,
+            "pretrain": False,
+            "model": {"lora_rank": 4},
+        }
+    )
     run = Run(config, tmp_path, progress=False)
     assert not isinstance(run.reference, torch.nn.Module)  # no second copy of the model
     before = {k: v.clone() for k, v in run.policy.state_dict().items()}
@@ -137,8 +172,11 @@ def test_bad_policy_settings_fail_in_one_line(bpe_dir, tmp_path):
     with pytest.raises(ValueError, match="--env-arg tokenizer=DIR"):
         Run(TrainConfig(policy=f"hf:{trained}", env="DialogQA-v0"), tmp_path / "c", progress=False)
     with pytest.raises(ValueError, match="positions"):
-        Run(TrainConfig(policy=f"hf:{trained}", env="DialogQA-v0", env_args={"tokenizer": bpe_dir, "max_len": 200}),
-            tmp_path / "d", progress=False)  # fmt: skip
+        Run(
+            TrainConfig(policy=f"hf:{trained}", env="DialogQA-v0", env_args={"tokenizer": bpe_dir, "max_len": 200}),
+            tmp_path / "d",
+            progress=False,
+        )
 
 
 def test_a_downloaded_model_directory_trains_with_the_real_lm_example(tmp_path, gpt2_like):
@@ -149,8 +187,20 @@ def test_a_downloaded_model_directory_trains_with_the_real_lm_example(tmp_path, 
     model.save_pretrained(downloaded)
     tokenizer.save_pretrained(downloaded)
     example = Path(__file__).resolve().parents[1] / "examples" / "real-lm.yaml"
-    cli(["train", "--policy", f"hf:{downloaded}", "--config", str(example), "--out", str(tmp_path / "run"),
-         "--total-steps", "600", "--quiet"])  # fmt: skip
+    cli(
+        [
+            "train",
+            "--policy",
+            f"hf:{downloaded}",
+            "--config",
+            str(example),
+            "--out",
+            str(tmp_path / "run"),
+            "--total-steps",
+            "600",
+            "--quiet",
+        ]
+    )
     results = json.loads((tmp_path / "run" / "eval.json").read_text())
     assert {"random", "pretrained", "ppo", "ppo_greedy"} <= set(results)
     config = (tmp_path / "run" / "config.yaml").read_text()
@@ -160,11 +210,18 @@ def test_a_downloaded_model_directory_trains_with_the_real_lm_example(tmp_path, 
 
 
 def test_ppo_from_scratch_teaches_a_tiny_gpt2_the_toy_task(tmp_path):
-    config = TrainConfig.from_dict({
-        "env": "DialogQA-Toy-v0", "env_args": {"vocab_size": 8, "answer_len": 1, "n_questions": 0},
-        "policy": f"hf:{TINY_GPT2}", "total_steps": 40_000, "num_envs": 256, "pretrain": False, "eval_episodes": 500,
-        "ppo": {"ent_coef": 0.05, "kl_coef": 0.0, "learning_rate": 1e-3},
-    })  # fmt: skip
+    config = TrainConfig.from_dict(
+        {
+            "env": "DialogQA-Toy-v0",
+            "env_args": {"vocab_size": 8, "answer_len": 1, "n_questions": 0},
+            "policy": f"hf:{TINY_GPT2}",
+            "total_steps": 40_000,
+            "num_envs": 256,
+            "pretrain": False,
+            "eval_episodes": 500,
+            "ppo": {"ent_coef": 0.05, "kl_coef": 0.0, "learning_rate": 1e-3},
+        }
+    )
     results = train(config, tmp_path, progress=False)
     assert results["random"]["success_rate"] < 0.2
     assert results["ppo"]["success_rate"] >= 0.9

@@ -25,8 +25,14 @@ def bpe_dir(tmp_path_factory):
 
 
 def snapshot(tokenizer) -> tuple:
-    return (len(tokenizer), tokenizer.pad_token, tokenizer.eos_token, dict(tokenizer.special_tokens_map),
-            tokenizer.padding_side, tuple(sorted(tokenizer.get_vocab().items())))  # fmt: skip
+    return (
+        len(tokenizer),
+        tokenizer.pad_token,
+        tokenizer.eos_token,
+        dict(tokenizer.special_tokens_map),
+        tokenizer.padding_side,
+        tuple(sorted(tokenizer.get_vocab().items())),
+    )
 
 
 def test_the_tokenizer_command_writes_a_directory_autotokenizer_loads(bpe_dir):
@@ -35,7 +41,9 @@ def test_the_tokenizer_command_writes_a_directory_autotokenizer_loads(bpe_dir):
     assert "<user>" in tokenizer.get_vocab() and "<agent>" in tokenizer.get_vocab()
     text = " where is the ball ?"
     assert tokenizer.decode(tokenizer.encode(text, add_special_tokens=False)) == text
-    assert tokenizer.decode(tokenizer.encode(" 你好 zebra", add_special_tokens=False)) == " 你好 zebra"  # byte-level: anything spells
+    assert (
+        tokenizer.decode(tokenizer.encode(" 你好 zebra", add_special_tokens=False)) == " 你好 zebra"
+    )  # byte-level: anything spells
 
 
 def test_an_env_speaks_the_tokenizers_vocabulary(bpe_dir):
@@ -119,7 +127,19 @@ def test_bad_tokenizers_are_refused_in_one_line(tmp_path, gpt2_like):
 
 
 def test_a_task_with_few_episodes_gets_a_window_measured_over_all_of_them(tmp_path):
-    cli(["tokenizer", "--env", "Conversation-v0", "--out", str(tmp_path / "tok"), "--episodes", "300", "--vocab-size", "600"])
+    cli(
+        [
+            "tokenizer",
+            "--env",
+            "Conversation-v0",
+            "--out",
+            str(tmp_path / "tok"),
+            "--episodes",
+            "300",
+            "--vocab-size",
+            "600",
+        ]
+    )
     task = gym.make("Conversation-v0", tokenizer=str(tmp_path / "tok")).unwrapped.task
     native, limits = task.native.limits, task.limits
     widest = int(task.piece_len.max())

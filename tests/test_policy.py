@@ -79,7 +79,9 @@ def test_disallowed_tokens_are_never_chosen():
     policy = TransformerPolicy(PolicyConfig(vocab_size=30, context_len=20), allowed)
     logits, _ = policy(torch.randint(1, 30, (3, 6)))
     probs = torch.softmax(logits, -1)
-    assert (probs[..., :5] == 0).all() and torch.isfinite(torch.distributions.Categorical(logits=logits).entropy()).all()
+    assert (probs[..., :5] == 0).all() and torch.isfinite(
+        torch.distributions.Categorical(logits=logits).entropy()
+    ).all()
 
 
 def test_a_sequence_longer_than_the_context_is_refused():
@@ -98,7 +100,9 @@ def test_one_pass_scoring_equals_the_rollout_step_by_step(env_id, kwargs):
         PolicyConfig(vocab_size=kernel.tokenizer.vocab_size, context_len=kernel.max_len),
         torch.tensor(np.array(kernel.action_mask)),
     )
-    rollout = collect_episodes(envs, policy, seed=3, generator=torch.Generator().manual_seed(0), device=torch.device("cpu"))
+    rollout = collect_episodes(
+        envs, policy, seed=3, generator=torch.Generator().manual_seed(0), device=torch.device("cpu")
+    )
     assert rollout.mask.sum() > 16
     with torch.no_grad():
         logprobs, _, values = rollout.score(policy)

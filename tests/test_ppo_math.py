@@ -52,8 +52,9 @@ def test_gae_matches_stable_baselines3(seed):
     starts = rng.random((steps, envs)) < 0.15
     starts[0] = True
     for t in range(steps):
-        buffer.add(np.zeros((envs, 1)), np.zeros((envs, 1)), rewards[t], starts[t], torch.tensor(values[t]),
-                   torch.zeros(envs))  # fmt: skip
+        buffer.add(
+            np.zeros((envs, 1)), np.zeros((envs, 1)), rewards[t], starts[t], torch.tensor(values[t]), torch.zeros(envs)
+        )
     last_values = rng.normal(size=envs).astype(np.float32)
     last_dones = rng.random(envs) < 0.3
     buffer.compute_returns_and_advantage(torch.tensor(last_values), last_dones)
@@ -61,8 +62,15 @@ def test_gae_matches_stable_baselines3(seed):
     # The same arrays in our layout (envs, steps): step t ends an episode when step t + 1 starts one.
     ends = np.concatenate([starts[1:], last_dones[None]], axis=0).T
     next_values = np.concatenate([values[1:], last_values[None]], axis=0).T
-    advantages, returns = gae(torch.tensor(rewards.T), torch.tensor(values.T), torch.tensor(next_values),
-                              torch.tensor(ends), torch.tensor(ends), gamma, lam)  # fmt: skip
+    advantages, returns = gae(
+        torch.tensor(rewards.T),
+        torch.tensor(values.T),
+        torch.tensor(next_values),
+        torch.tensor(ends),
+        torch.tensor(ends),
+        gamma,
+        lam,
+    )
     assert np.allclose(advantages.numpy().T, buffer.advantages, atol=1e-5)
     assert np.allclose(returns.numpy().T, buffer.returns, atol=1e-5)
 
@@ -101,8 +109,17 @@ def test_ppo_loss_matches_an_independent_computation():
 
 def test_ratio_one_gives_no_clipping_and_zero_kl():
     lp = torch.randn(4, 5)
-    terms = ppo_loss(lp, lp, torch.randn(4, 5), torch.zeros(4, 5), torch.zeros(4, 5), torch.zeros(4, 5),
-                     torch.ones(4, 5), torch.ones(4, 5, dtype=torch.bool), PPOConfig())  # fmt: skip
+    terms = ppo_loss(
+        lp,
+        lp,
+        torch.randn(4, 5),
+        torch.zeros(4, 5),
+        torch.zeros(4, 5),
+        torch.zeros(4, 5),
+        torch.ones(4, 5),
+        torch.ones(4, 5, dtype=torch.bool),
+        PPOConfig(),
+    )
     assert float(terms.clip_fraction) == 0.0 and abs(float(terms.approx_kl)) < 1e-7
 
 

@@ -20,9 +20,13 @@ import dialog_gym  # noqa: F401
 def test_toy_observations_stay_in_space(vocab_size, question_len, answer_len, extra_len, seed, actions):
     n_questions = min(5, (vocab_size - 3) ** question_len)
     env = gym.make(
-        "DialogQA-Toy-v0", vocab_size=vocab_size, question_len=question_len, answer_len=answer_len,
-        n_questions=n_questions, max_answer_tokens=answer_len + 1 + extra_len,
-    )  # fmt: skip
+        "DialogQA-Toy-v0",
+        vocab_size=vocab_size,
+        question_len=question_len,
+        answer_len=answer_len,
+        n_questions=n_questions,
+        max_answer_tokens=answer_len + 1 + extra_len,
+    )
     check_random_walk(env, seed, actions)
 
 
@@ -37,11 +41,18 @@ def test_toy_observations_stay_in_space(vocab_size, question_len, answer_len, ex
     seed=st.integers(0, 2**31 - 1),
     actions=st.lists(st.integers(0, 2**16), min_size=1, max_size=60),
 )
-def test_dialog_qa_observations_stay_in_space(n_people, n_places, n_objects, n_events, max_turns, max_len, seed, actions):
+def test_dialog_qa_observations_stay_in_space(
+    n_people, n_places, n_objects, n_events, max_turns, max_len, seed, actions
+):
     env = gym.make(
-        "DialogQA-v0", n_people=n_people, n_places=n_places, n_objects=n_objects, n_events=n_events,
-        max_turns=max_turns, max_len=max_len,
-    )  # fmt: skip
+        "DialogQA-v0",
+        n_people=n_people,
+        n_places=n_places,
+        n_objects=n_objects,
+        n_events=n_events,
+        max_turns=max_turns,
+        max_len=max_len,
+    )
     check_random_walk(env, seed, actions)
 
 

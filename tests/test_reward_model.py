@@ -10,9 +10,14 @@ import torch
 import dialog_gym
 from agents.checkpoint import CheckpointError
 from agents.reward_model import (
-    RewardModelConfig, bradley_terry_loss, left_pad, load_reward_model, preference_accuracy, save_reward_model,
+    RewardModelConfig,
+    bradley_terry_loss,
+    left_pad,
+    load_reward_model,
+    preference_accuracy,
+    save_reward_model,
     train_reward_model,
-)  # fmt: skip
+)
 from dialog_gym.demonstrations import read_preferences, task_preferences
 
 TOY = {"vocab_size": 16}
@@ -62,8 +67,12 @@ def test_an_env_scores_answers_with_the_saved_model(toy_model):
     assert reward == pytest.approx(expected, abs=1e-5)
     # Correctness is the task's own metric, not the learned reward's scale.
     assert info["answer_correct"] is True and info["dialogue"]["success"]
-    oracle = dialog_gym.evaluate(dialog_gym.OracleAgent(), "DialogQA-Toy-v0", episodes=100, reward=f"model:{path}", **TOY)
-    random = dialog_gym.evaluate(dialog_gym.RandomAgent(0), "DialogQA-Toy-v0", episodes=100, reward=f"model:{path}", **TOY)
+    oracle = dialog_gym.evaluate(
+        dialog_gym.OracleAgent(), "DialogQA-Toy-v0", episodes=100, reward=f"model:{path}", **TOY
+    )
+    random = dialog_gym.evaluate(
+        dialog_gym.RandomAgent(0), "DialogQA-Toy-v0", episodes=100, reward=f"model:{path}", **TOY
+    )
     assert oracle["answer_accuracy"] == 1.0 and oracle["mean_return"] > random["mean_return"]
 
 
@@ -93,10 +102,20 @@ def test_bad_models_fail_with_one_line(tmp_path, toy_model):
 def test_preference_files_are_read_and_bad_lines_named(tmp_path):
     tokenizer = gym.make("DialogQA-v0").unwrapped.tokenizer
     good = tmp_path / "good.jsonl"
-    good.write_text("\n".join(json.dumps(r) for r in [
-        {"context": "mary is in the kitchen .", "question": "where is mary ?", "chosen": "the kitchen", "rejected": "the park"},
-        {"context": "john has the ball .", "chosen": "john", "rejected": "nobody"},
-    ]))  # fmt: skip
+    good.write_text(
+        "\n".join(
+            json.dumps(r)
+            for r in [
+                {
+                    "context": "mary is in the kitchen .",
+                    "question": "where is mary ?",
+                    "chosen": "the kitchen",
+                    "rejected": "the park",
+                },
+                {"context": "john has the ball .", "chosen": "john", "rejected": "nobody"},
+            ]
+        )
+    )
     pairs = read_preferences(str(good), tokenizer)
     assert len(pairs) == 2
     assert tokenizer.decode(pairs.chosen[1, : pairs.chosen_len[1]]) == "<bos> john has the ball . <agent> john <eos>"
@@ -106,7 +125,9 @@ def test_preference_files_are_read_and_bad_lines_named(tmp_path):
         read_preferences(str(bad), tokenizer)
     message = str(caught.value)
     assert "3 malformed line(s)" in message and "line 2: not valid JSON" in message
-    assert "line 3: field 'chosen' must be a non-empty string" in message and "line 4: expected a JSON object" in message
+    assert (
+        "line 3: field 'chosen' must be a non-empty string" in message and "line 4: expected a JSON object" in message
+    )
 
 
 def test_left_pad_keeps_the_newest_tokens():
@@ -136,7 +157,9 @@ def test_training_without_pairs_is_refused():
     from dialog_gym.demonstrations import Preferences
 
     tokenizer = gym.make("DialogQA-Toy-v0").unwrapped.tokenizer
-    empty = Preferences(np.zeros((0, 4), np.int64), np.zeros(0, np.int64), np.zeros((0, 4), np.int64), np.zeros(0, np.int64), tokenizer)
+    empty = Preferences(
+        np.zeros((0, 4), np.int64), np.zeros(0, np.int64), np.zeros((0, 4), np.int64), np.zeros(0, np.int64), tokenizer
+    )
     with pytest.raises(ValueError, match="no preference pairs"):
         train_reward_model(empty, 8)
 
@@ -160,10 +183,15 @@ def test_ppo_against_a_learned_reward_raises_the_true_accuracy(tmp_path):
     kernel = gym.make("DialogQA-v0").unwrapped.kernel
     model = train_reward_model(task_preferences(kernel, 2000, seed=0), kernel.max_len, RewardModelConfig(epochs=2))
     path = save_reward_model(model, tmp_path / "rm")
-    config = TrainConfig.from_dict({
-        "env": "DialogQA-v0", "env_args": {"reward": f"model:{path}"}, "total_steps": 40000, "eval_episodes": 1000,
-        "pretraining": {"demonstrations": 4000, "epochs": 1},
-    })  # fmt: skip
+    config = TrainConfig.from_dict(
+        {
+            "env": "DialogQA-v0",
+            "env_args": {"reward": f"model:{path}"},
+            "total_steps": 40000,
+            "eval_episodes": 1000,
+            "pretraining": {"demonstrations": 4000, "epochs": 1},
+        }
+    )
     results = train(config, tmp_path / "run", progress=False)
     assert results["ppo"]["mean_return"] > results["pretrained"]["mean_return"]  # the learned reward rose
     # ... and so did the truth (about 2,000 answers scored per agent: a standard error near 0.01)

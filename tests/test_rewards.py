@@ -256,9 +256,7 @@ def f1_by_counter(response: list[int], reference: list[int]) -> float:
 
 
 def keyword_by_search(response: list[int], keywords: list[list[int]]) -> float:
-    found = any(
-        response[i : i + len(kw)] == kw for kw in keywords for i in range(len(response) - len(kw) + 1)
-    )
+    found = any(response[i : i + len(kw)] == kw for kw in keywords for i in range(len(response) - len(kw) + 1))
     return 1.0 if found else -1.0
 
 
@@ -314,8 +312,13 @@ def tok() -> WordTokenizer:
 
 def test_builtin_reward_names(tok) -> None:
     assert set(REWARDS) == {"keyword", "exact", "f1", "match", "digits"}
-    for name, fn in [("keyword", keyword_reward), ("exact", exact_reward), ("f1", f1_reward), ("match", match_reward),
-                     ("digits", digits_reward)]:  # fmt: skip
+    for name, fn in [
+        ("keyword", keyword_reward),
+        ("exact", exact_reward),
+        ("f1", f1_reward),
+        ("match", match_reward),
+        ("digits", digits_reward),
+    ]:
         assert REWARDS[name] is fn
         assert resolve_reward(name, tok) is fn
 

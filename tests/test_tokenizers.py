@@ -142,9 +142,7 @@ def test_from_corpus_min_count_and_max_size() -> None:
         ({"extra_tokens": [""]}, "empty"),
     ],
 )
-def test_from_corpus_rejects_bad_arguments(
-    cls: type[VocabTokenizer], kwargs: dict, match: str
-) -> None:
+def test_from_corpus_rejects_bad_arguments(cls: type[VocabTokenizer], kwargs: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         cls.from_corpus(["a b"], **kwargs)
 

@@ -21,19 +21,31 @@ TOY = {"vocab_size": 8, "answer_len": 1, "n_questions": 0}
 
 def small_config(**overrides) -> TrainConfig:
     data = {
-        "env": "DialogQA-Toy-v0", "env_args": TOY, "total_steps": 3000, "num_envs": 64, "eval_episodes": 64,
-        "checkpoint_every": 2, "model": {"d_model": 32, "n_head": 2, "n_layer": 1},
+        "env": "DialogQA-Toy-v0",
+        "env_args": TOY,
+        "total_steps": 3000,
+        "num_envs": 64,
+        "eval_episodes": 64,
+        "checkpoint_every": 2,
+        "model": {"d_model": 32, "n_head": 2, "n_layer": 1},
         "pretraining": {"demonstrations": 256, "epochs": 1, "demo_noise": 0.2},
-    }  # fmt: skip
+    }
     data.update(overrides)
     return TrainConfig.from_dict(data)
 
 
 def test_ppo_from_scratch_solves_the_toy_task(tmp_path):
-    config = TrainConfig.from_dict({
-        "env": "DialogQA-Toy-v0", "env_args": TOY, "total_steps": 40_000, "num_envs": 256, "pretrain": False,
-        "eval_episodes": 500, "ppo": {"ent_coef": 0.05, "kl_coef": 0.0, "learning_rate": 1e-3},
-    })  # fmt: skip
+    config = TrainConfig.from_dict(
+        {
+            "env": "DialogQA-Toy-v0",
+            "env_args": TOY,
+            "total_steps": 40_000,
+            "num_envs": 256,
+            "pretrain": False,
+            "eval_episodes": 500,
+            "ppo": {"ent_coef": 0.05, "kl_coef": 0.0, "learning_rate": 1e-3},
+        }
+    )
     results = train(config, tmp_path, progress=False)
     assert results["ppo"]["success_rate"] >= 0.9
     assert results["random"]["success_rate"] < 0.2
@@ -53,8 +65,13 @@ def test_pretraining_lowers_the_answer_loss():
     tensors = [torch.as_tensor(x) for x in (held_out.ids, held_out.lengths, held_out.answer_mask)]
     with torch.no_grad():
         before = float(answer_loss(policy, *tensors))
-    pretrain(policy, env.demonstrations(3000, seed=0), PretrainConfig(demonstrations=3000, epochs=1),
-             torch.Generator().manual_seed(0), torch.device("cpu"))  # fmt: skip
+    pretrain(
+        policy,
+        env.demonstrations(3000, seed=0),
+        PretrainConfig(demonstrations=3000, epochs=1),
+        torch.Generator().manual_seed(0),
+        torch.device("cpu"),
+    )
     with torch.no_grad():
         after = float(answer_loss(policy, *tensors))
     assert after < 0.5 * before
@@ -95,15 +112,27 @@ def test_the_same_seed_gives_the_same_training_curve(tmp_path):
 
 def test_run_directory_holds_what_the_recipe_promises(tmp_path):
     results = train(small_config(total_steps=1000), tmp_path, progress=False)
-    assert {"config.yaml", "metrics.csv", "eval.json", "checkpoints", "tensorboard"} <= {p.name for p in tmp_path.iterdir()}
+    assert {"config.yaml", "metrics.csv", "eval.json", "checkpoints", "tensorboard"} <= {
+        p.name for p in tmp_path.iterdir()
+    }
     assert any((tmp_path / "tensorboard").iterdir())
     saved = json.loads((tmp_path / "eval.json").read_text())
     assert set(saved) >= {"random", "pretrained", "ppo", "demonstrations"}
     assert set(saved["ppo"]) >= {"mean_return", "answer_accuracy", "success_rate", "mean_answer_tokens"}
     assert saved == json.loads(json.dumps({k: v for k, v in results.items() if k != "pretraining"}))
     header = (tmp_path / "metrics.csv").read_text().splitlines()[0].split(",")
-    for column in ("return", "answer_accuracy", "kl", "beta", "entropy", "policy_loss", "value_loss",
-                   "clip_fraction", "explained_variance", "steps_per_second"):  # fmt: skip
+    for column in (
+        "return",
+        "answer_accuracy",
+        "kl",
+        "beta",
+        "entropy",
+        "policy_loss",
+        "value_loss",
+        "clip_fraction",
+        "explained_variance",
+        "steps_per_second",
+    ):
         assert column in header
 
 
@@ -260,7 +289,9 @@ def test_the_same_ppo_solves_cartpole_with_an_mlp(tmp_path):
     """The sanity check every PPO implementation is held to: mean return >= 475 on CartPole-v1."""
     import yaml
 
-    config = TrainConfig.from_dict(yaml.safe_load((Path(__file__).parents[1] / "examples" / "cartpole.yaml").read_text()))
+    config = TrainConfig.from_dict(
+        yaml.safe_load((Path(__file__).parents[1] / "examples" / "cartpole.yaml").read_text())
+    )
     results = train(config, tmp_path, progress=False)
     assert results["ppo"]["mean_return"] >= 475
 
@@ -288,9 +319,11 @@ def test_resume_is_exact_with_dropout_too(tmp_path):
 
 def test_a_dataset_without_test_lines_is_refused_before_training(tmp_path):
     data = tmp_path / "data.jsonl"
-    data.write_text('{"context": "Paris is in France.", "question": "Where is Paris?", "answer": "France", "split": "train"}\n')
+    data.write_text(
+        '{"context": "Paris is in France.", "question": "Where is Paris?", "answer": "France", "split": "train"}\n'
+    )
     config = TrainConfig.from_dict({"env": "DialogQA-v0", "env_args": {"dataset": str(data)}})
-    with pytest.raises(ValueError, match="'test' split holds no episode; .* \"split\": \"test\""):
+    with pytest.raises(ValueError, match='\'test\' split holds no episode; .* "split": "test"'):
         train(config, tmp_path / "run", progress=False)
 
 

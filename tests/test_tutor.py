@@ -55,10 +55,14 @@ def test_no_test_problem_is_ever_asked_in_training(level):
 def batch(response: list[int], reference: list[int]) -> AnswerBatch:
     width = max(len(response), len(reference), 1)
     return AnswerBatch(
-        response=np.array([response + [0] * (width - len(response))]), response_len=np.array([len(response)]),
-        ended=np.array([True]), reference=np.array([reference + [0] * (width - len(reference))]),
-        reference_len=np.array([len(reference)]), keywords=np.zeros((1, 1, 1), np.int64), keyword_len=np.ones((1, 1), np.int64),
-    )  # fmt: skip
+        response=np.array([response + [0] * (width - len(response))]),
+        response_len=np.array([len(response)]),
+        ended=np.array([True]),
+        reference=np.array([reference + [0] * (width - len(reference))]),
+        reference_len=np.array([len(reference)]),
+        keywords=np.zeros((1, 1, 1), np.int64),
+        keyword_len=np.ones((1, 1), np.int64),
+    )
 
 
 @pytest.mark.parametrize(
@@ -104,7 +108,9 @@ def test_seeding_restarts_the_curriculum_and_the_test_split_never_adapts():
             obs, info = env.reset()
     assert env.unwrapped.task.level > 1
     first = env.reset(seed=0)[0]
-    assert env.unwrapped.task.level == 1 and np.array_equal(first, gym.make("Tutor-v0", curriculum=True).reset(seed=0)[0])
+    assert env.unwrapped.task.level == 1 and np.array_equal(
+        first, gym.make("Tutor-v0", curriculum=True).reset(seed=0)[0]
+    )
     test = gym.make("Tutor-v0", curriculum=True, curriculum_window=4, split="test")
     obs, info = test.reset(seed=0)
     for _ in range(40):
@@ -124,10 +130,14 @@ def test_without_a_curriculum_the_level_stays():
 
 @pytest.mark.parametrize(
     "kwargs,message",
-    [({"level": 6}, "level must be an integer in [1, 5]"), ({"problems": 0}, "problems must be"),
-     ({"curriculum": "yes"}, "curriculum must be True or False"), ({"level": 3, "max_level": 2, "curriculum": True}, "max_level must be"),
-     ({"curriculum_threshold": 1.5}, "curriculum_threshold must be")],
-)  # fmt: skip
+    [
+        ({"level": 6}, "level must be an integer in [1, 5]"),
+        ({"problems": 0}, "problems must be"),
+        ({"curriculum": "yes"}, "curriculum must be True or False"),
+        ({"level": 3, "max_level": 2, "curriculum": True}, "max_level must be"),
+        ({"curriculum_threshold": 1.5}, "curriculum_threshold must be"),
+    ],
+)
 def test_bad_arguments_are_named(kwargs, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         gym.make("Tutor-v0", **kwargs)

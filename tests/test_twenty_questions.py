@@ -12,7 +12,7 @@ def say(env, text: str):
     """Emit the words of ``text`` and EOS; returns the last step's result."""
     tokenizer = env.unwrapped.tokenizer
     for token in tokenizer.encode(text):
-        result = env.step(token)
+        env.step(token)
     return env.step(tokenizer.eos_id)
 
 

@@ -87,9 +87,13 @@ def test_stacked_wrappers_keep_every_part_and_sb3_trains_through_them():
 
 @pytest.mark.parametrize(
     "make,message",
-    [(lambda env: LengthPenalty(env, cost=-1), "cost must be"), (lambda env: MissingEOSPenalty(env, penalty=float("nan")), "penalty must be"),
-     (lambda env: KLPenalty(env, lambda obs: obs, beta=-0.1), "beta must be"), (lambda env: KLPenalty(env, "ref"), "must be functions")],
-)  # fmt: skip
+    [
+        (lambda env: LengthPenalty(env, cost=-1), "cost must be"),
+        (lambda env: MissingEOSPenalty(env, penalty=float("nan")), "penalty must be"),
+        (lambda env: KLPenalty(env, lambda obs: obs, beta=-0.1), "beta must be"),
+        (lambda env: KLPenalty(env, "ref"), "must be functions"),
+    ],
+)
 def test_bad_settings_are_named(make, message):
     with pytest.raises((ValueError, TypeError), match=message):
         make(gym.make("DialogQA-Toy-v0"))

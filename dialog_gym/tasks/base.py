@@ -64,7 +64,9 @@ class Reply:
     reference_len: np.ndarray  # (R,)
 
 
-def keys_in_split(index: np.ndarray, split: str, in_test: Callable[[np.ndarray], np.ndarray], limit: int = 10_000) -> np.ndarray:
+def keys_in_split(
+    index: np.ndarray, split: str, in_test: Callable[[np.ndarray], np.ndarray], limit: int = 10_000
+) -> np.ndarray:
     """For each episode index, the first key derived from it whose draw ``in_test`` puts in ``split``.
 
     Generated tasks draw an episode's hidden content from its key and redraw until the content

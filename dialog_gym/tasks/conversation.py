@@ -30,7 +30,9 @@ def corpus_directory(language: str) -> Path:
     """Where the installed ``chatterbot-corpus`` keeps the YAML files of ``language``."""
     spec = importlib.util.find_spec("chatterbot_corpus")
     if spec is None or not spec.submodule_search_locations:
-        raise ImportError("Conversation-v0 reads the chatterbot-corpus package; install it with pip install chatterbot-corpus")
+        raise ImportError(
+            "Conversation-v0 reads the chatterbot-corpus package; install it with pip install chatterbot-corpus"
+        )
     return Path(list(spec.submodule_search_locations)[0]) / "data" / LANGUAGES[language][0]
 
 
@@ -79,7 +81,11 @@ class ConversationTask(ExampleTask):
         tokenizer_kind = LANGUAGES[language][1]
         if max_utterance_tokens is None:
             max_utterance_tokens = 24 if tokenizer_kind == "word" else 40
-        if not isinstance(max_utterance_tokens, int) or isinstance(max_utterance_tokens, bool) or max_utterance_tokens < 1:
+        if (
+            not isinstance(max_utterance_tokens, int)
+            or isinstance(max_utterance_tokens, bool)
+            or max_utterance_tokens < 1
+        ):
             raise ValueError(f"max_utterance_tokens must be a positive integer, got {max_utterance_tokens!r}")
         self.language, self.categories = language, categories
         pieces = (WordTokenizer if tokenizer_kind == "word" else CharTokenizer).pieces
@@ -92,12 +98,16 @@ class ConversationTask(ExampleTask):
                         break
                     kept.append(utterance)
                 split = _split_of(conversation)
-                for first in (0, 1) if len(kept) > 2 else (0,):  # the agent speaks kept[first + 1], kept[first + 3], ...
+                for first in (
+                    (0, 1) if len(kept) > 2 else (0,)
+                ):  # the agent speaks kept[first + 1], kept[first + 3], ...
                     pairs = [(kept[i], kept[i + 1]) for i in range(first, len(kept) - 1, 2)]
                     context = f"{category} : {kept[0]}" if first else category
                     for start in range(0, len(pairs), max_turns):
                         turns = tuple(Turn(q, a, (a,)) for q, a in pairs[start : start + max_turns])
                         examples.append(Example(context=context, turns=turns, split=split, line=number + 1))
         if not examples:
-            raise ValueError(f"no conversation of {categories} has an utterance pair within {max_utterance_tokens} tokens")
+            raise ValueError(
+                f"no conversation of {categories} has an utterance pair within {max_utterance_tokens} tokens"
+            )
         super().__init__(examples, tokenizer_kind, source=f"chatterbot-corpus ({language})")

@@ -64,8 +64,10 @@ class CustomerServiceTask:
         if isinstance(reveal, bool) or not isinstance(reveal, (int, float)) or not 0 <= reveal <= 1:
             raise ValueError(f"reveal (the chance the opening states a slot) must be in [0, 1], got {reveal!r}")
         if isinstance(max_turns, bool) or not isinstance(max_turns, int) or not len(SLOTS) + 1 <= max_turns <= 64:
-            raise ValueError(f"max_turns must be an integer in [{len(SLOTS) + 1}, 64] (room to ask every slot and book), "
-                             f"got {max_turns!r}")  # fmt: skip
+            raise ValueError(
+                f"max_turns must be an integer in [{len(SLOTS) + 1}, 64] (room to ask every slot and book), "
+                f"got {max_turns!r}"
+            )
         if isinstance(turn_cost, bool) or not isinstance(turn_cost, (int, float)) or not 0 <= turn_cost < 1:
             raise ValueError(f"turn_cost must be a number in [0, 1), got {turn_cost!r}")
         self.reveal, self.max_turns, self.turn_cost = float(reveal), max_turns, float(turn_cost)
@@ -80,7 +82,9 @@ class CustomerServiceTask:
         self._opening_parts = self._phrases([(g,) for g in GREETINGS]), self._phrases([(lead,) for lead in LEADS])
         context = [tok.bos_id, *tok.encode(CONTEXT), tok.sep_id, tok.user_id]
         self._context = np.array(context)
-        longest_opening = len(context) + max(len(tok.encode(g)) for g in GREETINGS) + max(len(tok.encode(x)) for x in LEADS)
+        longest_opening = (
+            len(context) + max(len(tok.encode(g)) for g in GREETINGS) + max(len(tok.encode(x)) for x in LEADS)
+        )
         longest_opening += 2 * len(SLOTS) + 2  # every fragment is two words; "." and <agent>
         longest_answer = max(len(tok.encode(a.format("x"))) for forms in ANSWERS.values() for a in forms)
         sorry = [tok.user_id, *tok.encode(SORRY), tok.agent_id]
@@ -144,7 +148,9 @@ class CustomerServiceTask:
             table[i, : len(p)] = p
         return table[choice], np.array([len(p) for p in phrases])[choice]
 
-    def _answer(self, keys: np.ndarray, turn: np.ndarray, slot: np.ndarray, goal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _answer(
+        self, keys: np.ndarray, turn: np.ndarray, slot: np.ndarray, goal: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         """``<user> ... <agent>``: the slot's value in a seeded phrasing, or "sorry ?" where slot is -1."""
         salt = rs.splitmix64(np.asarray(turn, np.uint64))
         form = np.minimum((rs.uniform(keys ^ salt, REPLY_STREAM, 1)[:, 0] * 3).astype(np.int64), 2)
@@ -158,8 +164,12 @@ class CustomerServiceTask:
         """Every answer the customer can give, (slots, forms, values, width) ids and their lengths."""
         tok = self.tokenizer
         most = max(len(v) for v in VALUES.values())
-        lines = {(s, f, v): [tok.user_id, *tok.encode(ANSWERS[slot][f].format(value)), tok.agent_id]
-                 for s, slot in enumerate(SLOTS) for f in range(3) for v, value in enumerate(VALUES[slot])}  # fmt: skip
+        lines = {
+            (s, f, v): [tok.user_id, *tok.encode(ANSWERS[slot][f].format(value)), tok.agent_id]
+            for s, slot in enumerate(SLOTS)
+            for f in range(3)
+            for v, value in enumerate(VALUES[slot])
+        }
         width = self.limits.max_question_len
         tokens = np.full((len(SLOTS), 3, most, width), tok.pad_id)
         lengths = np.zeros((len(SLOTS), 3, most), np.int64)
@@ -200,7 +210,9 @@ class CustomerServiceTask:
         booked = np.where(booking[:, None] & (values >= 0).all(1, keepdims=True), values, -1)
         return asked, booked
 
-    def respond(self, split: str, index: np.ndarray, answers: np.ndarray, answer_len: np.ndarray, turn: np.ndarray) -> Reply:
+    def respond(
+        self, split: str, index: np.ndarray, answers: np.ndarray, answer_len: np.ndarray, turn: np.ndarray
+    ) -> Reply:
         """The customer's reaction to the agent's latest utterance, and the scripted agent's next move."""
         keys = self._keys(split, index)
         goal = self._draw_goal(keys)

@@ -154,7 +154,11 @@ class ExampleTask:
 
     def __init__(self, examples: list[Example], tokenizer: str | Tokenizer = "word", source: str = "examples") -> None:
         self.source = source
-        texts = [FILLER] + [e.context for e in examples] + [x for e in examples for t in e.turns for x in (t.question, t.answer, *t.keywords)]
+        texts = (
+            [FILLER]
+            + [e.context for e in examples]
+            + [x for e in examples for t in e.turns for x in (t.question, t.answer, *t.keywords)]
+        )
         if tokenizer == "word":
             self.tokenizer: Tokenizer = WordTokenizer.from_corpus(texts)
         elif tokenizer == "char":
@@ -168,8 +172,10 @@ class ExampleTask:
         if problems:
             raise DatasetError(f"{self.source}: {len(problems)} malformed line(s):\n  " + "\n  ".join(problems[:20]))
         explicit = any(e.split is not None for e in examples)
-        self.examples = {split: [e for e in examples if (e.split or ("train" if explicit else _stable_split(e))) == split]
-                         for split in SPLITS}  # fmt: skip
+        self.examples = {
+            split: [e for e in examples if (e.split or ("train" if explicit else _stable_split(e))) == split]
+            for split in SPLITS
+        }
         encoded = {split: [self._encode(e) for e in chosen] for split, chosen in self.examples.items()}
         self.limits = _limits([x for split in SPLITS for x in encoded[split]])
         self.tables = {split: self._table(encoded[split]) for split in SPLITS}
@@ -197,10 +203,16 @@ class ExampleTask:
         limits, pad = self.limits, self.tokenizer.pad_id
         table = Episodes.empty(len(encoded), limits, pad)
         for row, (segments, answers, keywords, _) in enumerate(encoded):
-            table.segments[row], table.segment_len[row] = _padded(segments, limits.max_turns, limits.max_segment_len, pad)
-            table.references[row], table.reference_len[row] = _padded(answers, limits.max_turns, limits.max_reference_len, pad)
+            table.segments[row], table.segment_len[row] = _padded(
+                segments, limits.max_turns, limits.max_segment_len, pad
+            )
+            table.references[row], table.reference_len[row] = _padded(
+                answers, limits.max_turns, limits.max_reference_len, pad
+            )
             for t, turn_keywords in enumerate(keywords):
-                table.keywords[row, t], table.keyword_len[row, t] = _padded(turn_keywords, limits.max_keywords, limits.max_keyword_len, pad)
+                table.keywords[row, t], table.keyword_len[row, t] = _padded(
+                    turn_keywords, limits.max_keywords, limits.max_keyword_len, pad
+                )
             table.n_turns[row] = len(segments)
         table.index[:] = np.arange(len(encoded), dtype=np.uint64)
         return table

@@ -27,8 +27,20 @@ from dialog_gym.tokenizers import WordTokenizer
 
 FEMALE = ("mary", "sandra", "julie", "emma", "lucy", "anna", "sofia", "nina", "olga", "rita", "kate", "zoe")
 MALE = ("john", "daniel", "fred", "bill", "tom", "jeff", "max", "omar", "paul", "sam", "leo", "ivan")
-PLACES = ("kitchen", "garden", "office", "bedroom", "hallway", "bathroom", "cellar", "attic", "garage",
-          "library", "park", "school")  # fmt: skip
+PLACES = (
+    "kitchen",
+    "garden",
+    "office",
+    "bedroom",
+    "hallway",
+    "bathroom",
+    "cellar",
+    "attic",
+    "garage",
+    "library",
+    "park",
+    "school",
+)
 OBJECTS = ("apple", "ball", "book", "key", "cup", "phone", "hat", "box", "pen", "lamp", "coin", "map")
 MOVE_VERBS = ("went", "moved", "walked", "ran", "travelled", "journeyed")
 NOBODY, NOTHING = "nobody", "nothing"
@@ -101,9 +113,18 @@ class _World:
     def facts(self) -> np.ndarray:
         """Everything that defines the world (not how it is worded), one row per world."""
         return np.concatenate(
-            [self.people, self.places, self.objects, self.person_at, self.object_at,
-             self.event_kind, self.event_person, self.event_arg], axis=1,
-        )  # fmt: skip
+            [
+                self.people,
+                self.places,
+                self.objects,
+                self.person_at,
+                self.object_at,
+                self.event_kind,
+                self.event_person,
+                self.event_arg,
+            ],
+            axis=1,
+        )
 
 
 class MicroWorldTask:
@@ -259,22 +280,36 @@ class MicroWorldTask:
         things = self._objects[world.objects]  # (B, nO)
 
         # Context: where everyone and everything starts, then the events in order.
-        person_lines = _columns(b, self.n_people, names, w["is"], w["in"], w["the"],
-                                np.take_along_axis(places, world.person_at, 1), w["."])  # fmt: skip
-        object_lines = _columns(b, self.n_objects, w["the"], things, w["is"], w["in"], w["the"],
-                                np.take_along_axis(places, world.object_at, 1), w["."])  # fmt: skip
+        person_lines = _columns(
+            b, self.n_people, names, w["is"], w["in"], w["the"], np.take_along_axis(places, world.person_at, 1), w["."]
+        )
+        object_lines = _columns(
+            b,
+            self.n_objects,
+            w["the"],
+            things,
+            w["is"],
+            w["in"],
+            w["the"],
+            np.take_along_axis(places, world.object_at, 1),
+            w["."],
+        )
         kind, moving = world.event_kind, world.event_kind == MOVE
         verb = self._move_verbs[_Dice(keys, VERB_STREAM, self.n_events).integers(self.n_events, len(MOVE_VERBS))]
         event_lines = _columns(
-            b, self.n_events,
+            b,
+            self.n_events,
             np.take_along_axis(names, world.event_person, 1),
             np.where(moving, verb, np.where(kind == TAKE, w["picked"], w["put"])),
             np.where(moving, w["to"], np.where(kind == TAKE, w["up"], w["down"])),
             w["the"],
-            np.where(moving, np.take_along_axis(places, np.where(moving, world.event_arg, 0), 1),
-                     np.take_along_axis(things, np.where(moving, 0, world.event_arg), 1)),
+            np.where(
+                moving,
+                np.take_along_axis(places, np.where(moving, world.event_arg, 0), 1),
+                np.take_along_axis(things, np.where(moving, 0, world.event_arg), 1),
+            ),
             w["."],
-        )  # fmt: skip
+        )
         questions, answers, keywords, n_turns = self._dialogue(keys, world, names, places, things)
 
         episodes = Episodes.empty(b, self.limits, self.tokenizer.pad_id)

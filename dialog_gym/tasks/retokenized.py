@@ -49,11 +49,14 @@ class RetokenizedTask:
         # few enough episodes has them all measured instead, for a tight window.
         limits, grow = task.limits, max(widest, 1)
         self.limits = EpisodeLimits(
-            max_turns=limits.max_turns, max_segment_len=limits.max_segment_len * grow,
-            max_dialogue_len=limits.max_dialogue_len * grow, max_question_len=limits.max_question_len * grow,
-            max_reference_len=limits.max_reference_len * grow, max_keywords=limits.max_keywords,
+            max_turns=limits.max_turns,
+            max_segment_len=limits.max_segment_len * grow,
+            max_dialogue_len=limits.max_dialogue_len * grow,
+            max_question_len=limits.max_question_len * grow,
+            max_reference_len=limits.max_reference_len * grow,
+            max_keywords=limits.max_keywords,
             max_keyword_len=limits.max_keyword_len * grow,
-        )  # fmt: skip
+        )
         self.limits = self._measured_limits() or self.limits
         self._known: dict[bytes, list[int]] = {}
         filler = np.array(task.filler_ids, np.int64)
@@ -80,9 +83,14 @@ class RetokenizedTask:
                 reference = max(reference, int(batch.reference_len.max(initial=0)))
                 keyword = max(keyword, int(batch.keyword_len.max(initial=0)))
         bound = self.limits
-        return replace(bound, max_segment_len=segment, max_dialogue_len=dialogue,
-                       max_question_len=min(bound.max_question_len, segment), max_reference_len=reference,
-                       max_keyword_len=keyword)  # fmt: skip
+        return replace(
+            bound,
+            max_segment_len=segment,
+            max_dialogue_len=dialogue,
+            max_question_len=min(bound.max_question_len, segment),
+            max_reference_len=reference,
+            max_keyword_len=keyword,
+        )
 
     def num_examples(self, split: str) -> int | None:
         return self.native.num_examples(split)
@@ -93,8 +101,15 @@ class RetokenizedTask:
         segments, segment_len = self.to_ids(native.segments, native.segment_len, limits.max_segment_len)
         references, reference_len = self.to_ids(native.references, native.reference_len, limits.max_reference_len)
         keywords, keyword_len = self.to_ids(native.keywords, native.keyword_len, limits.max_keyword_len)
-        return replace(native, segments=segments, segment_len=segment_len, references=references,
-                       reference_len=reference_len, keywords=keywords, keyword_len=keyword_len)  # fmt: skip
+        return replace(
+            native,
+            segments=segments,
+            segment_len=segment_len,
+            references=references,
+            reference_len=reference_len,
+            keywords=keywords,
+            keyword_len=keyword_len,
+        )
 
     def to_ids(self, tokens: np.ndarray, lengths: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
         """Native ids (..., W) with lengths (...) -> Hugging Face ids (..., width) and their lengths."""
@@ -103,7 +118,9 @@ class RetokenizedTask:
         valid = np.arange(w)[None, :] < flat_len[:, None]
         ids = np.where(valid, flat, self.native.tokenizer.pad_id)
         piece_len = np.where(valid, self.piece_len[ids], 0)
-        out, out_len = concat_ragged([(self.pieces[ids[:, j]], piece_len[:, j]) for j in range(w)], self.tokenizer.pad_id)
+        out, out_len = concat_ragged(
+            [(self.pieces[ids[:, j]], piece_len[:, j]) for j in range(w)], self.tokenizer.pad_id
+        )
         if len(out_len) and int(out_len.max()) > width:
             raise ValueError(f"a sequence took {int(out_len.max())} tokens, more than the limit {width}")
         out = np.pad(out[:, :width], ((0, 0), (0, max(0, width - out.shape[1]))), constant_values=self.tokenizer.pad_id)
@@ -143,17 +160,22 @@ class RetokenizedTask:
             response, response_len = self.to_native(batch.response, batch.response_len)
             reference, reference_len = self.to_native(batch.reference, batch.reference_len)
             keywords, keyword_len = self.to_native(batch.keywords, batch.keyword_len)
-            return inner(AnswerBatch(response, response_len, batch.ended, reference, reference_len, keywords, keyword_len))
+            return inner(
+                AnswerBatch(response, response_len, batch.ended, reference, reference_len, keywords, keyword_len)
+            )
 
         return score
 
-    def _respond(self, split: str, index: np.ndarray, answers: np.ndarray, answer_len: np.ndarray,
-                 turn: np.ndarray) -> Reply:  # fmt: skip
+    def _respond(
+        self, split: str, index: np.ndarray, answers: np.ndarray, answer_len: np.ndarray, turn: np.ndarray
+    ) -> Reply:
         native_answers, native_len = self.to_native(answers, answer_len)
         reply = self.native.respond(split, index, native_answers, native_len, turn)
         segment, segment_len = self.to_ids(reply.segment, reply.segment_len, self.limits.max_segment_len)
         reference, reference_len = self.to_ids(reply.reference, reply.reference_len, self.limits.max_reference_len)
-        return replace(reply, segment=segment, segment_len=segment_len, reference=reference, reference_len=reference_len)
+        return replace(
+            reply, segment=segment, segment_len=segment_len, reference=reference, reference_len=reference_len
+        )
 
 
 def _encode_leniently(tokenizer, text: str) -> list[int]:

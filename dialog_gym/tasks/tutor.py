@@ -143,8 +143,10 @@ class TutorTask:
         if level < 5:
             return max(wa + wb + 2 for wa, wb in widths.values())
         name, item = max(NAMES, key=len), max(ITEMS, key=len)
-        return max(len(WORD_PROBLEMS[op].format(name=name, item=item, a="9" * wa, b="9" * wb))
-                   for op, (wa, wb) in widths.items())  # fmt: skip
+        return max(
+            len(WORD_PROBLEMS[op].format(name=name, item=item, a="9" * wa, b="9" * wb))
+            for op, (wa, wb) in widths.items()
+        )
 
     @staticmethod
     def _answer_len(level: int) -> int:
@@ -200,7 +202,9 @@ class TutorTask:
             out[i, : len(x)] = x
         return out, np.array([len(x) for x in ids], np.int64)
 
-    def _question(self, op: np.ndarray, a: np.ndarray, b: np.ndarray, wording: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _question(
+        self, op: np.ndarray, a: np.ndarray, b: np.ndarray, wording: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         """The problem text of each row as character ids: ``a+b=`` or a worded problem."""
         pad = self.tokenizer.pad_id
         if self.level < 5:
@@ -245,9 +249,14 @@ class TutorTask:
         ones = np.ones(b * t, np.int64)
         opening = np.where(np.arange(t) == 0, 1, 0)[None, :].repeat(b, 0).reshape(-1)  # first problem only
         segment, segment_len = concat_ragged(
-            [(np.full((b * t, 1), tok.bos_id), opening), (np.full((b * t, 1), tok.user_id), ones),
-             (question, question_len), (np.full((b * t, 1), tok.agent_id), ones)], tok.pad_id,
-        )  # fmt: skip
+            [
+                (np.full((b * t, 1), tok.bos_id), opening),
+                (np.full((b * t, 1), tok.user_id), ones),
+                (question, question_len),
+                (np.full((b * t, 1), tok.agent_id), ones),
+            ],
+            tok.pad_id,
+        )
         reference, reference_len = self._number(answer)
         limits = self.limits
         episodes = Episodes.empty(b, limits, tok.pad_id)

@@ -22,19 +22,46 @@ from dialog_gym.episodes import EpisodeLimits, Episodes
 from dialog_gym.tasks.base import Reply, check_split, keys_in_split
 from dialog_gym.tokenizers import WordTokenizer
 
-ATTRIBUTES = ("furry", "feathered", "scaly", "aquatic", "flying", "large", "domestic", "carnivorous", "striped",
-              "nocturnal", "fast")  # fmt: skip
+ATTRIBUTES = (
+    "furry",
+    "feathered",
+    "scaly",
+    "aquatic",
+    "flying",
+    "large",
+    "domestic",
+    "carnivorous",
+    "striped",
+    "nocturnal",
+    "fast",
+)
 ANIMALS = {
-    "cat": "furry domestic carnivorous nocturnal", "dog": "furry domestic carnivorous", "cow": "furry large domestic",
-    "horse": "furry large domestic fast", "tiger": "furry large carnivorous striped fast",
-    "lion": "furry large carnivorous fast", "zebra": "furry large striped fast", "mouse": "furry nocturnal",
-    "bat": "furry flying nocturnal", "owl": "feathered flying carnivorous nocturnal",
-    "eagle": "feathered flying carnivorous large fast", "chicken": "feathered domestic", "penguin": "feathered aquatic",
-    "duck": "feathered flying aquatic domestic", "shark": "scaly aquatic large carnivorous fast",
-    "goldfish": "scaly aquatic domestic", "snake": "scaly carnivorous", "crocodile": "scaly aquatic large carnivorous",
-    "lizard": "scaly", "frog": "aquatic nocturnal", "whale": "aquatic large", "dolphin": "aquatic large fast",
-    "bee": "flying striped", "wolf": "furry carnivorous nocturnal fast", "rabbit": "furry domestic fast",
-}  # fmt: skip
+    "cat": "furry domestic carnivorous nocturnal",
+    "dog": "furry domestic carnivorous",
+    "cow": "furry large domestic",
+    "horse": "furry large domestic fast",
+    "tiger": "furry large carnivorous striped fast",
+    "lion": "furry large carnivorous fast",
+    "zebra": "furry large striped fast",
+    "mouse": "furry nocturnal",
+    "bat": "furry flying nocturnal",
+    "owl": "feathered flying carnivorous nocturnal",
+    "eagle": "feathered flying carnivorous large fast",
+    "chicken": "feathered domestic",
+    "penguin": "feathered aquatic",
+    "duck": "feathered flying aquatic domestic",
+    "shark": "scaly aquatic large carnivorous fast",
+    "goldfish": "scaly aquatic domestic",
+    "snake": "scaly carnivorous",
+    "crocodile": "scaly aquatic large carnivorous",
+    "lizard": "scaly",
+    "frog": "aquatic nocturnal",
+    "whale": "aquatic large",
+    "dolphin": "aquatic large fast",
+    "bee": "flying striped",
+    "wolf": "furry carnivorous nocturnal fast",
+    "rabbit": "furry domestic fast",
+}
 TABLE = np.array([[a in ANIMALS[name].split() for a in ATTRIBUTES] for name in ANIMALS])  # (animals, attributes)
 NAMES = tuple(ANIMALS)
 OPENING = "i am thinking of one of these animals :"
@@ -53,7 +80,11 @@ class TwentyQuestionsTask:
         most = len(NAMES) - 1  # with every animal a candidate there would be one set, in one split only
         if isinstance(n_candidates, bool) or not isinstance(n_candidates, int) or not 2 <= n_candidates <= most:
             raise ValueError(f"n_candidates must be an integer in [2, {most}], got {n_candidates!r}")
-        if isinstance(max_questions, bool) or not isinstance(max_questions, int) or not n_candidates - 1 <= max_questions <= 64:
+        if (
+            isinstance(max_questions, bool)
+            or not isinstance(max_questions, int)
+            or not n_candidates - 1 <= max_questions <= 64
+        ):
             raise ValueError(
                 f"max_questions must be an integer in [{n_candidates - 1}, 64] (enough to tell {n_candidates} "
                 f"animals apart), got {max_questions!r}"
@@ -95,8 +126,12 @@ class TwentyQuestionsTask:
         """The candidates (B, K) and the hidden animal (B,) of each episode, as indices into ``NAMES``."""
         keys = keys_in_split(index, split, lambda candidates: self._in_test(self._cast(candidates)))
         cast = self._cast(keys)
-        hidden = cast[np.arange(len(keys)), np.minimum((rs.uniform(keys, HIDDEN_STREAM, 1)[:, 0] * self.n_candidates).astype(np.int64),
-                                                       self.n_candidates - 1)]  # fmt: skip
+        hidden = cast[
+            np.arange(len(keys)),
+            np.minimum(
+                (rs.uniform(keys, HIDDEN_STREAM, 1)[:, 0] * self.n_candidates).astype(np.int64), self.n_candidates - 1
+            ),
+        ]
         return cast, hidden
 
     def _cast(self, keys: np.ndarray) -> np.ndarray:
@@ -125,8 +160,12 @@ class TwentyQuestionsTask:
 
     def _parse(self, tokens: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(attribute asked or -1, animal guessed or -1) of each utterance; both -1: not understood."""
-        t = np.concatenate([tokens, np.full((len(tokens), max(0, 4 - tokens.shape[1])), self.tokenizer.pad_id)], 1)[:, :4]
-        question = (lengths == 4) & (t[:, 0] == self._id["is"]) & (t[:, 1] == self._id["it"]) & (t[:, 3] == self._id["?"])
+        t = np.concatenate([tokens, np.full((len(tokens), max(0, 4 - tokens.shape[1])), self.tokenizer.pad_id)], 1)[
+            :, :4
+        ]
+        question = (
+            (lengths == 4) & (t[:, 0] == self._id["is"]) & (t[:, 1] == self._id["it"]) & (t[:, 3] == self._id["?"])
+        )
         guess = (lengths == 2) & (t[:, 0] == self._id["guess"])
         attribute = np.where(question, self._attribute_of[t[:, 2]], -1)
         animal = np.where(guess, self._animal_of[t[:, 1]], -1)
@@ -146,7 +185,9 @@ class TwentyQuestionsTask:
         truth = TABLE[hidden, np.maximum(attribute, 0)]
         return np.where(attribute >= 0, np.where(truth, self._id["yes"], self._id["no"]), -1)
 
-    def respond(self, split: str, index: np.ndarray, answers: np.ndarray, answer_len: np.ndarray, turn: np.ndarray) -> Reply:
+    def respond(
+        self, split: str, index: np.ndarray, answers: np.ndarray, answer_len: np.ndarray, turn: np.ndarray
+    ) -> Reply:
         """Score the agent's latest utterance, answer it as the user, and give the expert's next move."""
         cast, hidden = self.games(split, index)
         rows = np.arange(len(index))
@@ -179,10 +220,17 @@ class TwentyQuestionsTask:
         listing = np.full((b, 2 * self.n_candidates), self._id[","])
         listing[:, 0::2] = self._names[cast]
         listing[:, -1] = self._id["."]
-        opening = np.concatenate([
-            np.full((b, 1), tok.bos_id), np.tile(tok.encode(OPENING), (b, 1)), listing, np.tile(tok.encode(RULES), (b, 1)),
-            np.full((b, 1), tok.sep_id), np.tile([tok.user_id, self._id["ask"], self._id["me"], tok.agent_id], (b, 1)),
-        ], axis=1)  # fmt: skip
+        opening = np.concatenate(
+            [
+                np.full((b, 1), tok.bos_id),
+                np.tile(tok.encode(OPENING), (b, 1)),
+                listing,
+                np.tile(tok.encode(RULES), (b, 1)),
+                np.full((b, 1), tok.sep_id),
+                np.tile([tok.user_id, self._id["ask"], self._id["me"], tok.agent_id], (b, 1)),
+            ],
+            axis=1,
+        )
         episodes.segments[:, 0, : opening.shape[1]] = opening
         episodes.segment_len[:, 0] = opening.shape[1]
         possible = np.zeros((b, len(NAMES)), bool)
