@@ -173,9 +173,52 @@ def mark_latest(run_checkpoints: Path, name: str) -> None:
     write_atomic(Path(run_checkpoints) / LATEST, name + "\n")
 
 
-def latest_checkpoint(run_checkpoints: Path) -> Path:
-    """The checkpoint directory named by ``latest``."""
-    pointer = Path(run_checkpoints) / LATEST
-    if not pointer.is_file():
-        raise CheckpointError(f"{pointer}: missing; there is no checkpoint to resume from in {run_checkpoints}")
-    return Path(run_checkpoints) / pointer.read_text(encoding="utf-8").strip()
+def is_complete(directory: Path) -> bool:
+    """Whether ``directory`` is a whole checkpoint: its state.json lists files that are all present and intact."""
+    try:
+        meta = json.loads((Path(directory) / "state.json").read_text(encoding="utf-8"))
+        files = meta["files"]
+        return meta.get("format") == FORMAT and all(_sha256(Path(directory) / n) == h for n, h in files.items())
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return False
+
+
+def latest_checkpoint(run_checkpoints: Path, prefix: str = "update-") -> Path:
+    """The checkpoint directory named by ``latest``, or, when that pointer is missing or damaged (a run
+    killed while writing its first checkpoint), the newest complete ``update-*`` checkpoint.
+
+    ``latest`` must name a checkpoint inside ``run_checkpoints``: a path pointing elsewhere (another
+    run's checkpoint) is refused.
+    """
+    run_checkpoints = Path(run_checkpoints)
+    pointer = run_checkpoints / LATEST
+    if pointer.is_file():
+        try:
+            name = pointer.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as error:
+            raise CheckpointError(
+                f"{pointer}: unreadable ({error}); delete it to resume from the newest checkpoint"
+            ) from None
+        if not name or Path(name).name != name or name in (".", ".."):
+            raise CheckpointError(
+                f"{pointer}: names {name!r}, not a checkpoint directory inside {run_checkpoints}; "
+                "delete it to resume from the newest complete checkpoint"
+            )
+        if is_complete(run_checkpoints / name):
+            return run_checkpoints / name
+    complete = [path for path in sorted(run_checkpoints.glob(f"{prefix}*"), reverse=True) if is_complete(path)]
+    if complete:
+        return complete[0]
+    if pointer.is_file():
+        return run_checkpoints / name  # damaged and nothing to fall back on: loading it names the problem
+    raise CheckpointError(f"{pointer}: missing; there is no checkpoint to resume from in {run_checkpoints}")
+
+
+def find_latest(run_checkpoints: Path) -> Path | None:
+    """Like ``latest_checkpoint``, but None when the run has not saved an update yet."""
+    try:
+        return latest_checkpoint(run_checkpoints)
+    except CheckpointError:
+        if (Path(run_checkpoints) / LATEST).is_file():
+            raise
+        return None

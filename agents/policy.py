@@ -9,23 +9,28 @@ costs O(length) instead of re-reading the dialogue every step. Structure after n
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
+from typing import Annotated
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+import tyro
+
+from agents.validation import check_types
 
 MASKED_LOGIT = -1e9  # for disallowed tokens: exp() is exactly 0 in float32, unlike -inf it keeps entropy finite
 
 
 @dataclass
 class PolicyConfig:
-    """Shape of the Transformer policy."""
+    """Shape of the Transformer policy. Its vocabulary, context and padding token are the env's:
+    training fills them in (a value given in a config must then match the env's)."""
 
-    vocab_size: int
-    """Tokens of the env's tokenizer (the action space)."""
-    context_len: int = 128
-    """Most tokens one sequence may hold (learned position embeddings)."""
+    vocab_size: Annotated[int | None, tyro.conf.Suppress] = None
+    """Tokens of the env's tokenizer (the action space); None: the env's."""
+    context_len: Annotated[int | None, tyro.conf.Suppress] = None
+    """Most tokens one sequence may hold (learned position embeddings); None: the env's window."""
     n_layer: int = 2
     """Transformer blocks."""
     n_head: int = 4
@@ -34,18 +39,31 @@ class PolicyConfig:
     """Width of the residual stream."""
     dropout: float = 0.0
     """Dropout in attention and MLP (0 for RL: it makes the sampling policy differ from the scored one)."""
-    pad_id: int = 0
-    """The padding token; padded positions are never attended to."""
+    pad_id: Annotated[int, tyro.conf.Suppress] = 0
+    """The padding token, never attended to; training sets it to the env's."""
 
     def __post_init__(self) -> None:
+        check_types(self, "model.")
         for name in ("vocab_size", "context_len", "n_layer", "n_head", "d_model"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"policy {name} must be a positive integer, got {value!r}")
+            if value is not None and value < 1:
+                raise ValueError(f"model.{name} must be a positive integer, got {value!r}")
+        if self.pad_id < 0:
+            raise ValueError(f"model.pad_id must be a token id >= 0, got {self.pad_id!r}")
         if self.d_model % self.n_head:
-            raise ValueError(f"policy d_model={self.d_model} must be divisible by n_head={self.n_head}")
+            raise ValueError(f"model.d_model={self.d_model} must be divisible by model.n_head={self.n_head}")
         if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"policy dropout must be in [0, 1), got {self.dropout!r}")
+            raise ValueError(f"model.dropout must be in [0, 1), got {self.dropout!r}")
+
+    def sized(self, vocab_size: int, context_len: int, pad_id: int) -> PolicyConfig:
+        """This shape for an env's vocabulary and window; a value already set must agree with the env's."""
+        given = {"vocab_size": vocab_size, "context_len": context_len}
+        for name, value in given.items():
+            if getattr(self, name) is not None and getattr(self, name) != value:
+                raise ValueError(
+                    f"model.{name}={getattr(self, name)} does not match the env's {value}; leave it unset (null)"
+                )
+        return replace(self, **given, pad_id=pad_id)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -121,6 +139,11 @@ class TransformerPolicy(nn.Module):
 
     def __init__(self, config: PolicyConfig, allowed_tokens: torch.Tensor | None = None) -> None:
         super().__init__()
+        missing = [name for name in ("vocab_size", "context_len") if getattr(config, name) is None]
+        if missing:
+            raise ValueError(
+                f"PolicyConfig needs {missing} to build a policy; config.sized(...) takes them from the env"
+            )
         self.config = config
         self.token_embedding = nn.Embedding(config.vocab_size, config.d_model)
         self.position_embedding = nn.Embedding(config.context_len, config.d_model)

@@ -16,6 +16,8 @@ import torch
 import torch.nn as nn
 
 from agents.distributed import Processes
+from agents.protocols import Rollout
+from agents.validation import check_types
 
 
 @dataclass
@@ -63,6 +65,7 @@ class PPOConfig:
     """Episodes over which the adaptive beta moves by at most 20% (Ziegler et al. 2019)."""
 
     def __post_init__(self) -> None:
+        check_types(self, "ppo.")
         checks = {
             "learning_rate": self.learning_rate > 0,
             "gamma": 0 <= self.gamma <= 1,
@@ -109,6 +112,34 @@ def gae(
         last = deltas[..., t] + gamma * gae_lambda * not_done[..., t] * last
         advantages[..., t] = last
     return advantages, advantages + values
+
+
+def kl_penalised_rewards(
+    env_rewards: torch.Tensor, logprobs: torch.Tensor, ref_logprobs: torch.Tensor, mask: torch.Tensor, beta: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The env's rewards with the per-token KL penalty of the RLHF recipe (Ziegler et al. 2019).
+
+    All inputs (B, T); ``logprobs`` are the acting policy's, ``ref_logprobs`` the reference's, for
+    the same actions. Returns (rewards - beta * kl, kl), with kl = (log pi - log pi_ref) on real
+    actions and 0 on padding.
+    """
+    kl = (logprobs - ref_logprobs) * mask
+    return env_rewards - beta * kl, kl
+
+
+def advantages_and_returns(
+    rollout: Rollout, rewards: torch.Tensor, config: PPOConfig, bootstrap_truncated: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """GAE over a rollout's (possibly KL-penalised) ``rewards``; advantages are 0 on padding.
+
+    ``bootstrap_truncated`` says whether a truncated step's future is unknown (bootstrap from
+    V(s_{t+1})) or over (no bootstrap); see ``PPOConfig.bootstrap_truncated``.
+    """
+    no_bootstrap = rollout.terminated if bootstrap_truncated else rollout.terminated | rollout.truncated
+    advantages, returns = gae(
+        rewards, rollout.values, rollout.next_values, no_bootstrap, rollout.done, config.gamma, config.gae_lambda
+    )
+    return advantages * rollout.mask, returns
 
 
 @dataclass
@@ -207,6 +238,15 @@ class NonFiniteError(RuntimeError):
     """Training produced a NaN or infinity; the message names the quantity and the update."""
 
 
+def check_finite_weights(policy: nn.Module, when: str) -> None:
+    """Raise ``NonFiniteError`` if any parameter is NaN or infinite, so no such weights are ever saved."""
+    for name, parameter in policy.named_parameters():
+        if not torch.isfinite(parameter).all():
+            raise NonFiniteError(
+                f"the weight {name} became NaN or infinite after {when} (a learning rate too high?); nothing was saved"
+            )
+
+
 def ppo_update(
     policy: nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -260,6 +300,7 @@ def ppo_update(
                     f"the gradient norm became {float(grad_norm)} at update {update}; nothing was saved"
                 )
             optimizer.step()
+            check_finite_weights(policy, f"a gradient step of update {update}")
             stats.minibatches += 1
             for name, value in (
                 ("policy_loss", terms.policy_loss),

@@ -14,6 +14,8 @@ import torch.nn.functional as F
 
 from agents.distributed import Processes
 from agents.policy import TransformerPolicy
+from agents.ppo import NonFiniteError, check_finite_weights
+from agents.validation import check_types
 
 
 @dataclass
@@ -32,10 +34,11 @@ class PretrainConfig:
     """Fraction of demonstrated answers that are wrong or verbose (imperfect human data)."""
 
     def __post_init__(self) -> None:
+        check_types(self, "pretraining.")
         for name in ("demonstrations", "epochs", "batch_size"):
             value = getattr(self, name)
             low = 0 if name == "epochs" else 1
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            if value < low:
                 raise ValueError(f"pretraining.{name} must be an integer >= {low}, got {value!r}")
         if not self.learning_rate > 0:
             raise ValueError(f"pretraining.learning_rate must be positive, got {self.learning_rate!r}")
@@ -87,6 +90,11 @@ def pretrain(
             rows = rows[processes.rank :: processes.world_size]
             width = int(lengths[rows].max())
             loss = answer_loss(policy, ids[rows, :width], lengths[rows], answer_mask[rows, :width])
+            if not torch.isfinite(loss):
+                raise NonFiniteError(
+                    f"the pretraining loss became {loss.item()} in epoch {epoch + 1} (pretraining.learning_rate="
+                    f"{config.learning_rate} too high?); nothing was saved"
+                )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
@@ -95,4 +103,5 @@ def pretrain(
             if progress is not None:
                 progress(epoch, loss.item())
         losses.append(processes.sum_floats(epoch_loss)[0] / len(ids))
+        check_finite_weights(policy, f"pretraining epoch {epoch + 1}")
     return losses

@@ -53,6 +53,7 @@ class TokenRollout:
         self.action_index = action_index  # (B, T) position in tokens whose logits chose action t
         self.actions, self.logprobs, self.values, self.next_values = actions, logprobs, values, next_values
         self.env_rewards, self.rewards = rewards, rewards.clone()  # rewards gets the KL penalty added
+        self.kl = torch.zeros_like(rewards)  # per-action log pi - log pi_ref, filled in by the trainer
         self.terminated, self.truncated, self.mask = terminated, truncated, mask
         self.episode = episode  # dict of numpy arrays (B,): return, length, correct, questions, success, ...
         last = mask.long().cumsum(1).argmax(1)  # each row's last real step
@@ -73,7 +74,7 @@ class TokenRollout:
         logits, values = policy(self.tokens[rows])  # (b, L, V), (b, L)
         index = self.action_index[rows]
         picked = logits.gather(1, index[:, :, None].expand(-1, -1, logits.shape[-1]))  # (b, T, V)
-        distribution = Categorical(logits=picked)
+        distribution = Categorical(logits=picked, validate_args=False)  # non-finite values are caught by the loss check
         return distribution.log_prob(self.actions[rows]), distribution.entropy(), values.gather(1, index)
 
     def minibatches(self, count: int, generator: torch.Generator):
@@ -228,7 +229,7 @@ class StepRollout:
         n, t = self.actions.shape
         flat_obs = self.obs.reshape(n * t, *self.obs.shape[2:])
         logits, values = policy(flat_obs[rows])
-        distribution = Categorical(logits=logits)
+        distribution = Categorical(logits=logits, validate_args=False)  # non-finite values: the loss check
         return distribution.log_prob(self.actions.reshape(-1)[rows]), distribution.entropy(), values
 
     def minibatches(self, count: int, generator: torch.Generator):

@@ -10,9 +10,9 @@ from agents.cli import main, parse_env_args
 
 COMMANDS = {
     "train": ["--total-steps", "--env-arg", "--config", "--resume", "--no-pretrain", "--seed", "--out"],
-    "evaluate": ["run_dir", "--env", "--episodes", "--greedy", "--split"],
-    "chat": ["run_dir", "--episode"],
-    "plot": ["run_dir", "--output"],
+    "evaluate": ["RUN_DIR", "--env", "--episodes", "--greedy", "--split", "--env-arg"],
+    "chat": ["RUN_DIR", "--episode"],
+    "plot": ["RUN_DIR", "--output"],
     "envs": [],
     "reward-model": ["--env", "--out", "--pairs", "--preferences", "--epochs"],
 }
@@ -26,6 +26,15 @@ def test_every_command_explains_its_options(command, capsys):
     text = capsys.readouterr().out
     for option in COMMANDS[command]:
         assert option in text
+
+
+def test_every_config_field_is_a_flag_with_its_documented_default(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for flag in ("--ppo.clip-coef", "--ppo.target-kl", "--model.n-layer", "--pretraining.demo-noise", "--lora.rank"):
+        assert flag in text
+    assert "Clip range of the probability ratio. (default: 0.2)" in text
 
 
 def test_the_console_script_is_installed():
@@ -136,3 +145,44 @@ def test_bad_command_lines_get_one_line_errors(argv, message):
 def test_evaluating_a_run_on_an_env_it_cannot_read_is_explained(tiny_run):
     with pytest.raises(SystemExit, match="evaluate on settings whose dialogues fit"):
         main(["evaluate", str(tiny_run), "--env-arg", "question_len=4", "--episodes", "4"])
+
+
+def test_flags_override_the_config_file_and_resume_keeps_the_saved_config(tiny_run):
+    config = (tiny_run / "config.yaml").read_text()
+    assert "num_envs: 32" in config and "total_steps: 400" in config  # from the file, and from the flag
+    with pytest.raises(SystemExit, match=r"drop \['total_steps'\]"):
+        main(["train", "--resume", str(tiny_run), "--total-steps", "800"])
+
+
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        ("ppo: {anneal_lr: 'no'}\n", "ppo.anneal_lr must be true or false, got 'no'"),
+        ("ppo: {clip_coef: '0.2'}\n", "ppo.clip_coef must be a number, got '0.2'"),
+        ("total_steps: 1000.5\n", "total_steps must be an integer, got 1000.5"),
+        ("ppo: [1, 2\n", "not a valid YAML config at line"),
+        ("!!python/object/apply:os.system ['true']\n", "not a valid YAML config"),
+        ("- 1\n- 2\n", "the config must be a mapping"),
+    ],
+)
+def test_bad_config_files_get_one_line_errors(tmp_path, text, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(SystemExit) as caught:
+        main(["train", "--config", str(path), "--out", str(tmp_path / "run")])
+    assert message in str(caught.value) and str(path) in str(caught.value) and "\n" not in str(caught.value)
+    assert not (tmp_path / "run").exists()
+
+
+def test_an_out_that_is_a_file_is_refused(tmp_path):
+    target = tmp_path / "file"
+    target.write_text("keep me")
+    with pytest.raises(SystemExit, match="is a file"):
+        main(["train", "--out", str(target), "--env", "DialogQA-Toy-v0"])
+    assert target.read_text() == "keep me"
+
+
+def test_a_flag_of_the_wrong_type_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as caught:
+        main(["train", "--ppo.clip-coef", "abc"])
+    assert caught.value.code == 2

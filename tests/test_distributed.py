@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 from agents.checkpoint import latest_checkpoint
 from agents.ppo import ppo_update
 from agents.rollout import TokenRollout
-from agents.train import Run, TrainConfig, train, update_seed
+from agents.train import TokenRun, TrainConfig, train, update_seed
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKER = ROOT / "tests" / "helpers" / "ddp_worker.py"
@@ -83,7 +83,7 @@ class MergedRollout(TokenRollout):
 
 def one_process_reference(config: TrainConfig, updates: int, processes: int, tmp: Path) -> dict[str, torch.Tensor]:
     """What the processes should compute, in one process: each update trains on all their rollouts at once."""
-    run = Run(config, tmp, progress=False)
+    run = TokenRun(config, tmp, progress=False)
     for update in range(updates):
         for group in run.optimizer.param_groups:
             group["lr"] = config.ppo.learning_rate * max(0.0, 1.0 - run.env_steps / config.total_steps)
@@ -101,7 +101,7 @@ def test_two_gloo_processes_equal_one_process_on_the_concatenated_batch(tmp_path
     for name in rank0:
         assert torch.equal(rank0[name], rank1[name]), f"{name} differs between the ranks"
     reference = one_process_reference(TrainConfig.from_dict(CONFIG), 3, 2, tmp_path / "single")
-    initial = Run(TrainConfig.from_dict(CONFIG), tmp_path / "initial", progress=False).policy.state_dict()
+    initial = TokenRun(TrainConfig.from_dict(CONFIG), tmp_path / "initial", progress=False).policy.state_dict()
     moved = max(float((reference[n] - initial[n]).abs().max()) for n in reference if reference[n].is_floating_point())
     assert moved > 1e-3  # the updates changed the weights, so agreement below means something
     for name, value in reference.items():

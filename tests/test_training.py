@@ -4,6 +4,7 @@ import csv
 import json
 from pathlib import Path
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
@@ -14,7 +15,8 @@ from agents.checkpoint import CheckpointError, latest_checkpoint, load_checkpoin
 from agents.policy import PolicyConfig, TransformerPolicy
 from agents.ppo import NonFiniteError
 from agents.pretrain import PretrainConfig, answer_loss, pretrain
-from agents.train import TIMING_COLUMNS, Run, TrainConfig, train
+from agents.metrics import TIMING_COLUMNS
+from agents.train import TokenRun, TrainConfig, train
 
 TOY = {"vocab_size": 8, "answer_len": 1, "n_questions": 0}
 
@@ -55,7 +57,7 @@ def test_ppo_from_scratch_solves_the_toy_task(tmp_path):
 
 
 def test_pretraining_lowers_the_answer_loss():
-    env = dialog_gym.envs.dialog_qa(n_events=2)
+    env = gym.make("DialogQA-v0", n_events=2).unwrapped
     torch.manual_seed(0)
     policy = TransformerPolicy(
         PolicyConfig(vocab_size=env.tokenizer.vocab_size, context_len=env.kernel.max_len, d_model=32, n_head=2),
@@ -137,7 +139,7 @@ def test_run_directory_holds_what_the_recipe_promises(tmp_path):
 
 
 def test_first_minibatch_ratio_is_one_and_nothing_is_clipped(tmp_path):
-    run = Run(small_config(), tmp_path, progress=False)
+    run = TokenRun(small_config(), tmp_path, progress=False)
     run.run_pretraining()
     rollout = run.collect()
     from agents.ppo import ppo_update
@@ -159,7 +161,7 @@ def trained_run(tmp_path):
 
 
 def fresh_policy(config: TrainConfig, run_dir: Path):
-    return Run(config, run_dir / "scratch", progress=False).policy
+    return TokenRun(config, run_dir / "scratch", progress=False).policy
 
 
 def test_missing_checkpoint(trained_run):
@@ -246,7 +248,7 @@ def test_a_nan_reward_stops_training_and_saves_nothing(tmp_path, monkeypatch):
 
 
 def test_a_nan_loss_stops_training_with_the_update_number(tmp_path, monkeypatch):
-    import agents.train as module
+    import agents.ppo as module
 
     real = module.gae
 
@@ -265,23 +267,23 @@ def test_a_nan_loss_stops_training_with_the_update_number(tmp_path, monkeypatch)
 @pytest.mark.parametrize(
     "data,message",
     [
-        ({"total_step": 5}, r"unknown config key\(s\) \['total_step'\]"),
-        ({"ppo": {"clip": 0.2}}, r"unknown key\(s\) \['clip'\] in config section 'ppo'"),
+        ({"total_step": 5}, r"unknown key\(s\) \['total_step'\] in the config"),
+        ({"ppo": {"clip": 0.2}}, r"unknown key\(s\) \['clip'\] in ppo; expected some of"),
         ({"num_envs": 0}, "num_envs must be a positive integer"),
         ({"device": "tpu"}, "device must be"),
         ({"ppo": {"gae_lambda": 2.0}}, "ppo.gae_lambda"),
         ({"pretraining": {"demo_noise": -1}}, "pretraining.demo_noise|pretrain.demo_noise"),
-        ({"model": {"d_model": 30, "n_head": 4}}, "divisible by n_head"),
+        ({"model": {"d_model": 30, "n_head": 4}}, "divisible by model.n_head"),
     ],
 )
 def test_bad_config_values_are_named(tmp_path, data, message):
     with pytest.raises(ValueError, match=message):
         config = TrainConfig.from_dict({"env": "DialogQA-Toy-v0", **data})
-        Run(config, tmp_path, progress=False)
+        TokenRun(config, tmp_path, progress=False)
 
 
-def test_resume_without_a_checkpoint_is_a_clear_error(tmp_path):
-    with pytest.raises(CheckpointError, match="no checkpoint to resume from"):
+def test_resume_of_a_directory_that_holds_no_run_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="--resume needs the directory of an earlier run"):
         train(small_config(), tmp_path, resume=True, progress=False)
 
 
@@ -368,3 +370,122 @@ def test_non_finite_weights_are_refused(trained_run):
     edit_state(checkpoint, lambda meta: meta["files"].update({"model.safetensors": digest}))
     with pytest.raises(CheckpointError, match="value_head.bias holds NaN"):
         load_checkpoint(checkpoint, fresh_policy(config, run_dir))
+
+
+# -- a run stopped at any moment can be resumed ---------------------------------------------------
+
+
+class Killed(BaseException):
+    """Stands for a kill: not an Exception, so nothing on the way catches it."""
+
+
+def kill_at(monkeypatch, module, name: str, when=lambda *args, **kwargs: True) -> None:
+    real = getattr(module, name)
+
+    def killed(*args, **kwargs):
+        if when(*args, **kwargs):
+            raise Killed
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, killed)
+
+
+def test_a_run_killed_before_its_first_update_resumes_from_the_pretrained_policy(tmp_path, monkeypatch):
+    import agents.train as module
+
+    config = small_config(total_steps=1000)
+    straight = train(config, tmp_path / "straight", progress=False)
+    with monkeypatch.context() as patch:
+        kill_at(patch, module, "ppo_update")
+        with pytest.raises(Killed):
+            train(config, tmp_path / "killed", progress=False)
+    assert (tmp_path / "killed" / "checkpoints" / "pretrained" / "state.json").exists()
+    assert not list((tmp_path / "killed" / "checkpoints").glob("update-*"))
+    resumed = train(config, tmp_path / "killed", resume=True, progress=False)
+    assert resumed["ppo"] == straight["ppo"]
+    assert read_metrics(tmp_path / "killed") == read_metrics(tmp_path / "straight")
+
+
+def test_a_run_killed_during_pretraining_resumes_by_pretraining_again(tmp_path, monkeypatch):
+    import agents.train as module
+
+    config = small_config(total_steps=500)
+    straight = train(config, tmp_path / "straight", progress=False)
+    with monkeypatch.context() as patch:
+        kill_at(patch, module, "pretrain")
+        with pytest.raises(Killed):
+            train(config, tmp_path / "killed", progress=False)
+    resumed = train(config, tmp_path / "killed", resume=True, progress=False)
+    assert resumed["ppo"] == straight["ppo"] and resumed["pretrained"] == straight["pretrained"]
+
+
+def test_a_kill_while_latest_is_written_resumes_from_the_newest_complete_checkpoint(tmp_path, monkeypatch):
+    import agents.train as module
+
+    config = small_config(total_steps=1500)
+    straight = train(config, tmp_path / "straight", progress=False)
+    with monkeypatch.context() as patch:
+        kill_at(patch, module, "mark_latest")  # update-000002/ is complete, latest never written
+        with pytest.raises(Killed):
+            train(config, tmp_path / "killed", progress=False)
+    checkpoints = tmp_path / "killed" / "checkpoints"
+    assert (checkpoints / "update-000002" / "state.json").exists() and not (checkpoints / "latest").exists()
+    resumed = train(config, tmp_path / "killed", resume=True, progress=False)
+    assert resumed["ppo"] == straight["ppo"]
+
+
+def test_a_metrics_row_cut_short_by_a_kill_is_dropped_on_resume(tmp_path):
+    config = small_config(total_steps=1500)
+    train(config, tmp_path / "straight", progress=False)
+    train(config, tmp_path / "killed", progress=False, stop_after=3)
+    with open(tmp_path / "killed" / "metrics.csv", "a") as handle:
+        handle.write("4,12")  # the start of the next row, as a kill during the write leaves it
+    train(config, tmp_path / "killed", resume=True, progress=False)
+    assert read_metrics(tmp_path / "killed") == read_metrics(tmp_path / "straight")
+
+
+def test_a_latest_pointing_outside_the_run_is_refused(trained_run, tmp_path):
+    config, run_dir = trained_run
+    (run_dir / "checkpoints" / "latest").write_text(str(tmp_path / "elsewhere" / "update-000001"))
+    with pytest.raises(CheckpointError, match="not a checkpoint directory inside"):
+        train(config, run_dir, resume=True, progress=False)
+
+
+def test_resuming_with_another_config_is_refused(trained_run):
+    config, run_dir = trained_run
+    with pytest.raises(ValueError, match=r"differs in \['total_steps'\]"):
+        train(small_config(total_steps=5000), run_dir, resume=True, progress=False)
+
+
+@pytest.mark.parametrize("section", ["pretraining", "ppo"])
+def test_a_learning_rate_that_blows_up_saves_no_broken_weights(tmp_path, section):
+    overrides = {"pretraining": {"demonstrations": 256, "epochs": 1, "learning_rate": 1e30}}
+    if section == "ppo":
+        overrides = {"ppo": {"learning_rate": 1e30}}
+    with pytest.raises(NonFiniteError, match="nothing was saved"):
+        train(small_config(**overrides), tmp_path, progress=False)
+    checkpoints = tmp_path / "checkpoints"
+    assert not list(checkpoints.glob("update-*"))
+    if section == "pretraining":
+        assert not (checkpoints / "pretrained").exists()
+
+
+@pytest.mark.parametrize(
+    "data,message",
+    [
+        ({"ppo": {"anneal_lr": "no"}}, "ppo.anneal_lr must be true or false, got 'no'"),
+        ({"ppo": {"clip_coef": "0.2"}}, "ppo.clip_coef must be a number, got '0.2'"),
+        ({"pretraining": {"epochs": 2.5}}, "pretraining.epochs must be an integer, got 2.5"),
+        ({"seed": True}, "seed must be an integer, got True"),
+        ({"env_args": ["n_people=2"]}, "env_args must be dict"),
+        ({"ppo": {"target_kl": "none"}}, "ppo.target_kl must be a number or null"),
+    ],
+)
+def test_config_values_of_the_wrong_type_are_named(data, message):
+    with pytest.raises(TypeError, match=message):
+        TrainConfig.from_dict({"env": "DialogQA-Toy-v0", **data})
+
+
+def test_integers_are_accepted_for_float_settings():
+    config = TrainConfig.from_dict({"ppo": {"learning_rate": 1, "target_kl": 1}})
+    assert config.ppo.learning_rate == 1.0 and isinstance(config.ppo.learning_rate, float)
