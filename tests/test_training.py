@@ -10,12 +10,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-import dialog_gym
 from agents.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint, save_checkpoint
+from agents.metrics import TIMING_COLUMNS
 from agents.policy import PolicyConfig, TransformerPolicy
 from agents.ppo import NonFiniteError
 from agents.pretrain import PretrainConfig, answer_loss, pretrain
-from agents.metrics import TIMING_COLUMNS
 from agents.train import TokenRun, TrainConfig, train
 
 TOY = {"vocab_size": 8, "answer_len": 1, "n_questions": 0}
