@@ -9,6 +9,7 @@ from gymnasium.envs.registration import register
 from dialog_gym.env import DialogEnv
 from dialog_gym.evaluation import OracleAgent, RandomAgent, evaluate
 from dialog_gym.references import REFERENCE_SCORES, REWARD_THRESHOLDS
+from dialog_gym.rewards import Reward, register_reward_prefix
 from dialog_gym.vector import DialogVectorEnv
 
 __all__ = [
@@ -16,7 +17,9 @@ __all__ = [
     "DialogVectorEnv",
     "OracleAgent",
     "RandomAgent",
+    "Reward",
     "evaluate",
+    "register_reward_prefix",
     "ENV_IDS",
     "ENV_SUMMARIES",
     "REFERENCE_SCORES",

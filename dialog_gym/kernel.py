@@ -15,8 +15,16 @@ import numpy as np
 
 from dialog_gym.episodes import Episodes
 from dialog_gym.random_streams import episode_index
-from dialog_gym.rewards import MODEL_PREFIX, AnswerBatch, BatchReward, TextReward, resolve_reward
-from dialog_gym.tasks.base import Task, check_split
+from dialog_gym.rewards import (
+    AnswerBatch,
+    BatchReward,
+    Reward,
+    TextReward,
+    judges_correctness,
+    needs_dialogue,
+    resolve_reward,
+)
+from dialog_gym.tasks.base import AdaptiveTask, InteractiveTask, RewardResolvingTask, Task, check_split
 from dialog_gym.tokenizers import SPECIAL_ID_ATTRIBUTES
 
 
@@ -43,7 +51,7 @@ class DialogueKernel:
         num_envs: int,
         *,
         split: str = "train",
-        reward: str | TextReward | None = None,
+        reward: str | TextReward | Reward | None = None,
         shaping: float = 0.0,
         success_reward: float = 1.0,
         max_answer_tokens: int | None = None,
@@ -61,7 +69,7 @@ class DialogueKernel:
         self.tokenizer = task.tokenizer
         # An interactive task answers the agent itself (a simulated user): it scores each answer,
         # writes the user's next turn from it, and says when the dialogue is over.
-        self.respond = getattr(task, "respond", None)
+        self.respond = task.respond if isinstance(task, InteractiveTask) else None
         if self.respond is not None and reward is not None:
             raise ValueError(f"this task scores the agent's turns itself; reward={reward!r} cannot replace its reward")
         self.reward_name = reward if isinstance(reward, str) else (task.default_reward if reward is None else "custom")
@@ -69,13 +77,15 @@ class DialogueKernel:
             self.reward_name = "the task's own"
         # A task may score in its own terms (one re-tokenized for a Hugging Face vocabulary reads the
         # answers' text with its own tokenizer); otherwise rewards read the env's ids.
-        resolve = getattr(task, "resolve_reward", None) or (lambda r: resolve_reward(r, task.tokenizer))
-        self.reward_fn: BatchReward = resolve(task.default_reward if reward is None else reward)
+        if isinstance(task, RewardResolvingTask):
+            resolve = task.resolve_reward
+        else:
+            resolve = lambda r: resolve_reward(r, task.tokenizer)  # noqa: E731
+        self.reward_fn: BatchReward | Reward = resolve(task.default_reward if reward is None else reward)
         # A learned reward says nothing about correctness: answers are then judged by the task's own
         # metric, so the true accuracy is reported next to the learned reward.
-        learned = isinstance(reward, str) and reward.startswith(MODEL_PREFIX)
-        self.correct_fn: BatchReward | None = resolve(task.default_reward) if learned else None
-        self.reward_reads_dialogue = bool(getattr(self.reward_fn, "needs_dialogue", False))
+        self.correct_fn = None if judges_correctness(self.reward_fn) else resolve(task.default_reward)
+        self.reward_reads_dialogue = needs_dialogue(self.reward_fn)
         self.shaping = float(shaping)
         self.success_reward = float(success_reward)
         limits = task.limits
@@ -125,7 +135,9 @@ class DialogueKernel:
         # A task that adapts to the agent (a curriculum) sees every finished answer's result and its
         # episode's tag while training; when it changes, the episodes generated ahead but not yet
         # started are generated again. Seeding the env restarts it; the test split never adapts.
-        self.observe_answers = getattr(task, "observe_answers", None) if self.split == "train" else None
+        self.observe_answers = (
+            task.observe_answers if isinstance(task, AdaptiveTask) and self.split == "train" else None
+        )
 
         self.action_mask = np.ones(self.tokenizer.vocab_size, bool)
         for special in SPECIAL_ID_ATTRIBUTES.keys() - {"eos_id"}:
