@@ -8,6 +8,7 @@ from gymnasium.envs.registration import register
 
 from dialog_gym.env import DialogEnv
 from dialog_gym.evaluation import OracleAgent, RandomAgent, evaluate
+from dialog_gym.options import EnvOptions
 from dialog_gym.references import REFERENCE_SCORES, REWARD_THRESHOLDS
 from dialog_gym.rewards import Reward, register_reward_prefix
 from dialog_gym.vector import DialogVectorEnv
@@ -15,6 +16,7 @@ from dialog_gym.vector import DialogVectorEnv
 __all__ = [
     "DialogEnv",
     "DialogVectorEnv",
+    "EnvOptions",
     "OracleAgent",
     "RandomAgent",
     "Reward",
