@@ -55,7 +55,7 @@ def test_ppo_from_scratch_solves_the_toy_task(tmp_path):
 
 
 def test_pretraining_lowers_the_answer_loss():
-    env = dialog_gym.envs.dialog_qa(n_events=2)
+    env = dialog_gym.envs.make_env("DialogQA-v0", n_events=2)
     torch.manual_seed(0)
     policy = TransformerPolicy(
         PolicyConfig(vocab_size=env.tokenizer.vocab_size, context_len=env.kernel.max_len, d_model=32, n_head=2),
