@@ -243,11 +243,11 @@ def _task(entry: EnvEntry, task_args: dict[str, Any]) -> Task:
     tokenizer = task_args.pop("tokenizer", None)
     if is_hf_tokenizer(tokenizer):
         return RetokenizedTask(entry.task(**task_args), as_hf_tokenizer(tokenizer))
-    if tokenizer is not None:
-        task_args["tokenizer"] = tokenizer
-        if "tokenizer" not in inspect.signature(entry.task).parameters:
-            raise ValueError(
-                f"{entry.id} takes tokenizer= only as a Hugging Face tokenizer (an object or a local directory), "
-                f"got {tokenizer!r}"
-            )
-    return entry.task(**task_args)
+    if tokenizer is None:
+        return entry.task(**task_args)
+    if "tokenizer" not in inspect.signature(entry.task).parameters:
+        raise ValueError(
+            f"{entry.id} takes tokenizer= only as a Hugging Face tokenizer (an object or a local directory), "
+            f"got {tokenizer!r}"
+        )
+    return entry.task(tokenizer=tokenizer, **task_args)

@@ -76,25 +76,18 @@ class DialogueKernel:
         if task.num_examples(split) == 0:
             raise ValueError(f"the {split!r} split of this task holds no episode; pick another split or add data")
         self.tokenizer = task.tokenizer
-        self._resolve_rewards(task, options.reward)
-        self.shaping = float(options.shaping)
-        self.success_reward = float(options.success_reward)
         self.limits = limits = task.limits
         self.max_answer_tokens, self.max_len = self._sizes(options)
         # Generated tasks cost a fixed overhead per call, so each row keeps up to ``depth`` upcoming
         # episodes generated ahead (see ``_generate_ahead``).
         self.depth = (16 if task.num_examples(split) is None else 1) if prefetch is None else prefetch
-        n = int(num_envs)
-        needed = state_bytes(n, limits, self.max_len, self.max_answer_tokens, self.depth)
-        if needed > MEMORY_BUDGET:
-            raise ValueError(
-                f"{n} envs with max_len={self.max_len} and max_answer_tokens={self.max_answer_tokens} over "
-                f"{limits.max_turns} turns need {needed / 2**30:.1f} GiB of state, more than the "
-                f"{MEMORY_BUDGET / 2**30:.0f} GiB allowed; use fewer envs, a shorter max_len or max_answer_tokens"
-            )
+        n = self.num_envs = int(num_envs)
+        self._check_memory()
+        self._resolve_rewards(task, options.reward)
+        self.shaping = float(options.shaping)
+        self.success_reward = float(options.success_reward)
 
         t, pad = limits.max_turns, self.tokenizer.pad_id
-        self.num_envs = n
         self.rows = np.arange(n)
         self.obs = np.full((n, self.max_len), pad, np.int64)
         self.answers = np.full((n, t, self.max_answer_tokens), pad, np.int64)
@@ -175,6 +168,16 @@ class DialogueKernel:
                 f"use max_len >= {shortest} (the whole dialogue fits in {full})"
             )
         return answer, window
+
+    def _check_memory(self) -> None:
+        """Refuse sizes whose state would pass ``MEMORY_BUDGET``, before anything is allocated."""
+        needed = state_bytes(self.num_envs, self.limits, self.max_len, self.max_answer_tokens, self.depth)
+        if needed > MEMORY_BUDGET:
+            raise ValueError(
+                f"{self.num_envs} envs with max_len={self.max_len} and max_answer_tokens={self.max_answer_tokens} "
+                f"over {self.limits.max_turns} turns need {needed / 2**30:.1f} GiB of state, more than the "
+                f"{MEMORY_BUDGET / 2**30:.0f} GiB allowed; use fewer envs, a shorter max_len or max_answer_tokens"
+            )
 
     @property
     def full_dialogue_len(self) -> int:
