@@ -3,8 +3,9 @@
 The score of a dialogue is the scalar head (the policy's value head) at its last token, so the
 model reads exactly what the env's observation holds when an answer ends. Training minimises the
 Bradley-Terry loss ``-log sigmoid(r(chosen) - r(rejected))`` (Christiano et al. 2017; Ouyang et
-al. 2022). Any env takes a saved model as its reward with ``reward="model:PATH"``; the env then
-reports the task's own metric as ``answer_correct`` so that reward hacking shows.
+al. 2022). Any env takes a saved model as its reward with ``reward="model:PATH"`` (this module
+registers the ``model`` prefix with dialog_gym); the env then reports the task's own metric as
+``answer_correct`` so that reward hacking shows.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import torch.nn.functional as F
 from agents.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from agents.policy import PolicyConfig, TransformerPolicy
 from dialog_gym.demonstrations import Preferences
-from dialog_gym.rewards import AnswerBatch
+from dialog_gym.rewards import AnswerBatch, register_reward_prefix
 from dialog_gym.tokenizers import Tokenizer
 
 
@@ -163,9 +164,11 @@ def load_reward_model(directory: str | Path) -> RewardModel:
 
 
 class ModelReward:
-    """A saved reward model as an env reward: scores the observation window at each answer's end."""
+    """A saved reward model as an env reward (a ``dialog_gym.Reward``): scores the observation
+    window at each answer's end."""
 
     needs_dialogue = True  # the env passes its observation window in ``AnswerBatch.dialogue``
+    judges_correctness = False  # a learned score has no "correct" level: the task's own reward judges answers
 
     def __init__(self, path: str | Path, tokenizer: Tokenizer) -> None:
         self.path, self.tokenizer = str(path), tokenizer
@@ -195,3 +198,15 @@ class ModelReward:
 
     def __setstate__(self, state: dict) -> None:
         self.__init__(state["path"], state["tokenizer"])
+
+
+def model_reward(path: str, tokenizer: Tokenizer) -> ModelReward:
+    """The ``reward="model:PATH"`` plugin: the reward model saved in directory ``PATH``."""
+    if not path.strip():
+        raise ValueError("reward='model:' names no directory; pass reward='model:DIR' with a saved reward model")
+    return ModelReward(path, tokenizer)
+
+
+# ``reward="model:DIR"`` works once this module is imported, and in any process where the package is
+# installed (its pyproject.toml declares ``model_reward`` in the entry-point group ``dialog_gym.rewards``).
+register_reward_prefix("model", model_reward)

@@ -196,11 +196,11 @@ def _stack(steps, n, final_tokens, length, episode, device) -> TokenRollout:
 
 def check_window(envs) -> None:
     """Refuse an env whose observation window can drop the start of a dialogue."""
-    kernel = envs.unwrapped.kernel
-    longest = kernel.full_dialogue_len
-    if kernel.max_len < longest:
+    env = envs.unwrapped
+    longest = env.full_dialogue_len
+    if env.max_len < longest:
         raise ValueError(
-            f"the env's max_len={kernel.max_len} can cut dialogues of up to {longest} tokens; the Transformer "
+            f"the env's max_len={env.max_len} can cut dialogues of up to {longest} tokens; the Transformer "
             f"policy reads whole dialogues, so leave max_len at its default or set it >= {longest}"
         )
 

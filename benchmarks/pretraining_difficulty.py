@@ -15,7 +15,6 @@ import argparse
 import time
 
 import gymnasium as gym
-import numpy as np
 import torch
 
 import dialog_gym  # noqa: F401
@@ -46,8 +45,8 @@ def curve(kwargs: dict, steps: int, every: int, batch: int = 32) -> list[tuple[i
     env = gym.make("DialogQA-v0", **kwargs).unwrapped
     test_env = gym.make("DialogQA-v0", split="test", **kwargs).unwrapped
     policy = TransformerPolicy(
-        PolicyConfig(vocab_size=env.tokenizer.vocab_size, context_len=env.kernel.max_len),
-        torch.tensor(np.array(env.kernel.action_mask)),
+        PolicyConfig(vocab_size=env.tokenizer.vocab_size, context_len=env.max_len),
+        torch.tensor(env.action_masks()),
     )
     optimizer = torch.optim.Adam(policy.parameters(), lr=1e-3)
     held_out = test_env.demonstrations(1000, seed=99)

@@ -67,7 +67,8 @@ class Demonstrations:
 def make_demonstrations(
     kernel: DialogueKernel, n: int, *, seed: int = 0, noise: float = 0.0, split: str = "train"
 ) -> Demonstrations:
-    """``n`` demonstrations of ``kernel``'s task from ``split``, a fraction ``noise`` of answers imperfect."""
+    """``n`` demonstrations of ``kernel``'s task from ``split``, a fraction ``noise`` of answers imperfect
+    (what ``env.demonstrations(n, seed, noise)`` returns)."""
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise ValueError(f"n must be a positive number of demonstrations, got {n!r}")
     if not 0.0 <= noise <= 1.0:
@@ -219,7 +220,8 @@ def task_preferences(kernel: DialogueKernel, n: int, *, seed: int = 0, split: st
     """Up to ``n`` pairs from the task: at one turn of a dialogue, the reference answer (chosen)
     against a corrupted one that the env counts as wrong (rejected); earlier turns hold the
     reference answers. Corruptions the env still counts as right (a verbose answer under the
-    keyword reward) make no pair, so such a model does not learn to prefer concise answers."""
+    keyword reward) make no pair, so such a model does not learn to prefer concise answers. Agents
+    call it as ``env.preferences(n, seed, split)``."""
     clean = make_demonstrations(kernel, n, seed=seed, noise=0.0, split=split)
     corrupted = make_demonstrations(kernel, n, seed=seed, noise=1.0, split=split)
     pick = uniform(clean.index, 1, 1)[:, 0]

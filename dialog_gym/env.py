@@ -8,15 +8,67 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from dialog_gym.demonstrations import Demonstrations, make_demonstrations
+from dialog_gym.demonstrations import Demonstrations, Preferences, make_demonstrations, task_preferences
 from dialog_gym.kernel import DialogueKernel
-from dialog_gym.rewards import TextReward
+from dialog_gym.options import RENDER_MODES, EnvOptions, UnsupportedRenderMode
 from dialog_gym.tasks.base import Task
 
-RENDER_MODES = ("ansi", "human")
+__all__ = ["DialogAPI", "DialogEnv", "RENDER_MODES", "UnsupportedRenderMode", "check_action", "reset_index"]
 
 
-class DialogEnv(gym.Env):
+class DialogAPI:
+    """What ``DialogEnv`` and ``DialogVectorEnv`` tell about the dialogues they run (read-only),
+    so that agents need not reach into the step kernel."""
+
+    kernel: DialogueKernel
+
+    @property
+    def options(self) -> EnvOptions:
+        """The options the env was built with."""
+        return self.kernel.options
+
+    @property
+    def split(self) -> str:
+        """The split whose episodes the env plays."""
+        return self.kernel.split
+
+    @property
+    def max_len(self) -> int:
+        """Tokens in one observation (the window over the dialogue)."""
+        return self.kernel.max_len
+
+    @property
+    def max_answer_tokens(self) -> int:
+        """Most tokens of one answer, EOS included."""
+        return self.kernel.max_answer_tokens
+
+    @property
+    def full_dialogue_len(self) -> int:
+        """Most tokens a whole dialogue can have; a window of ``max_len >= full_dialogue_len`` never drops any."""
+        return self.kernel.full_dialogue_len
+
+    @property
+    def reward_name(self) -> str:
+        """What scores the answers: a reward name, ``"custom"`` or ``"the task's own"``."""
+        return self.kernel.reward_name
+
+    def history(self, row: int = 0) -> np.ndarray:
+        """Every token of ``row``'s dialogue so far, oldest first (not cut to ``max_len``)."""
+        rows = self.kernel.num_envs
+        if isinstance(row, (bool, np.bool_)) or not isinstance(row, (int, np.integer)) or not 0 <= row < rows:
+            raise ValueError(f"row must be an integer in [0, {rows}), got {row!r}")
+        return self.kernel.history(int(row))
+
+    def demonstrations(self, n: int, seed: int = 0, noise: float | None = None) -> Demonstrations:
+        """``n`` demonstrations from the training split, ``noise`` (default ``demo_noise``) of them imperfect."""
+        return make_demonstrations(self.kernel, n, seed=seed, noise=self.options.demo_noise if noise is None else noise)
+
+    def preferences(self, n: int, seed: int = 0, split: str = "train") -> Preferences:
+        """Up to ``n`` preference pairs of ``split`` (reference answer over a wrong one), for a reward model."""
+        return task_preferences(self.kernel, n, seed=seed, split=split)
+
+
+class DialogEnv(gym.Env, DialogAPI):
     """A dialogue or QA task in which the agent answers one token per step.
 
     ## Description
@@ -68,10 +120,9 @@ class DialogEnv(gym.Env):
     answer_tokens} (not ``episode``, which Gymnasium's and SB3's episode-statistics wrappers add).
 
     ## Arguments
-    ``split`` ("train" or "test"), ``reward``, ``shaping``, ``success_reward``,
-    ``max_answer_tokens`` (default: longest reference + EOS + room for a verbose answer),
-    ``max_len`` (default: the longest dialogue), ``demo_noise`` (fraction of demonstrations made
-    wrong or verbose), ``render_mode`` ("ansi" returns the transcript, "human" prints it).
+    ``DialogEnv(task, options)`` or ``DialogEnv(task, split=..., reward=..., ...)``: the fields of
+    ``EnvOptions`` (``split``, ``reward``, ``shaping``, ``success_reward``, ``max_answer_tokens``,
+    ``max_len``, ``demo_noise``, ``render_mode``), each documented there.
 
     ## Version History
     * v0: initial version.
@@ -79,42 +130,17 @@ class DialogEnv(gym.Env):
 
     metadata = {"render_modes": list(RENDER_MODES), "render_fps": 4}
 
-    def __init__(
-        self,
-        task: Task,
-        *,
-        split: str = "train",
-        reward: str | TextReward | None = None,
-        shaping: float = 0.0,
-        success_reward: float = 1.0,
-        max_answer_tokens: int | None = None,
-        max_len: int | None = None,
-        demo_noise: float = 0.0,
-        render_mode: str | None = None,
-    ) -> None:
-        self.kernel = DialogueKernel(
-            task,
-            1,
-            split=split,
-            reward=reward,
-            shaping=shaping,
-            success_reward=success_reward,
-            max_answer_tokens=max_answer_tokens,
-            max_len=max_len,
-        )
+    def __init__(self, task: Task, options: EnvOptions | None = None, **settings: Any) -> None:
+        """``options`` (default ``EnvOptions()``) with ``settings`` (``split=``, ``reward=``, ...) replacing its fields."""
+        self.kernel = DialogueKernel(task, 1, EnvOptions.build(options, **settings))
         self.task = task
         self.tokenizer = task.tokenizer
-        self.demo_noise = check_noise(demo_noise)
-        self.render_mode = check_render_mode(render_mode)
+        self.render_mode = self.options.render_mode
         vocab = self.tokenizer.vocab_size
         self.observation_space = spaces.MultiDiscrete(np.full(self.kernel.max_len, vocab), dtype=np.int64)
         self.action_space = spaces.Discrete(vocab)
         self._action_mask = self.kernel.action_mask.astype(np.int8)
         self._started = False
-
-    @property
-    def split(self) -> str:
-        return self.kernel.split
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         index = reset_index(options, self.task, self.split)
@@ -186,10 +212,6 @@ class DialogEnv(gym.Env):
             return None
         return text
 
-    def demonstrations(self, n: int, seed: int = 0, noise: float | None = None) -> Demonstrations:
-        """``n`` demonstrations from the training split, ``noise`` (default ``demo_noise``) of them imperfect."""
-        return make_demonstrations(self.kernel, n, seed=seed, noise=self.demo_noise if noise is None else noise)
-
 
 def check_action(action: Any, vocab_size: int) -> int:
     """The token id of a single action, or a one-line error naming what is wrong with it."""
@@ -208,37 +230,27 @@ def check_action(action: Any, vocab_size: int) -> int:
     return int(action)
 
 
-def check_noise(noise: float) -> float:
-    if isinstance(noise, bool) or not isinstance(noise, (int, float)) or not 0.0 <= noise <= 1.0:
-        raise ValueError(f"demo_noise must be a fraction in [0, 1], got {noise!r}")
-    return float(noise)
-
-
-class UnsupportedRenderMode(ValueError, TypeError):
-    """A render mode the env does not have. It is a TypeError too because Stable-Baselines3's
-    ``make_vec_env`` asks every env for ``render_mode="rgb_array"`` and retries without it only
-    on TypeError."""
-
-
-def check_render_mode(render_mode: str | None) -> str | None:
-    if render_mode is not None and render_mode not in RENDER_MODES:
-        raise UnsupportedRenderMode(
-            f"unknown render_mode {render_mode!r}; expected None or one of {list(RENDER_MODES)}"
-        )
-    return render_mode
-
-
 def reset_index(options: dict[str, Any] | None, task: Task, split: str) -> int | None:
     """The episode index asked for by ``reset(options={"index": k})``, checked against the split."""
-    if not options:
+    if options is None:
         return None
+    if not isinstance(options, dict):
+        raise TypeError(f"reset options must be a dict such as {{'index': 3}}, got {type(options).__name__}")
     unknown = set(options) - {"index"}
     if unknown:
         raise ValueError(f"unknown reset option(s) {sorted(unknown)}; the only option is 'index' (an episode number)")
-    index = options["index"]
-    if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or index < 0:
-        raise ValueError(f"options['index'] must be a non-negative integer, got {index!r}")
-    size = task.num_examples(split)
+    if "index" not in options:
+        return None
+    return check_index(options["index"], task.num_examples(split), split)
+
+
+def check_index(index: Any, size: int | None, split: str) -> int:
+    """``index`` as an episode number of a split holding ``size`` episodes (None: unbounded, 64-bit numbers)."""
+    if isinstance(index, (bool, np.bool_)) or not isinstance(index, (int, np.integer)) or index < 0:
+        shown = f"an array of shape {index.shape}" if isinstance(index, np.ndarray) else repr(index)
+        raise ValueError(f"options['index'] must be a non-negative integer, got {shown}")
     if size is not None and index >= size:
         raise ValueError(f"options['index']={index} is out of range: the {split!r} split holds {size} episodes")
+    if index >= 2**64:
+        raise ValueError(f"options['index']={index} is out of range: episode numbers are below 2**64")
     return int(index)

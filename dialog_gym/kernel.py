@@ -13,10 +13,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dialog_gym.episodes import Episodes
+from dialog_gym.episodes import EpisodeLimits, Episodes
+from dialog_gym.options import EnvOptions
 from dialog_gym.random_streams import episode_index
-from dialog_gym.rewards import MODEL_PREFIX, AnswerBatch, BatchReward, TextReward, resolve_reward
-from dialog_gym.tasks.base import Task, check_split
+from dialog_gym.rewards import (
+    AnswerBatch,
+    BatchReward,
+    Reward,
+    TextReward,
+    judges_correctness,
+    needs_dialogue,
+    resolve_reward,
+)
+from dialog_gym.tasks.base import AdaptiveTask, InteractiveTask, RewardResolvingTask, Task
 from dialog_gym.tokenizers import SPECIAL_ID_ATTRIBUTES
 
 
@@ -34,70 +43,51 @@ class StepOutcome:
     out_of_turns: np.ndarray  # (N,) bool: truncated because an interactive task's turn limit was reached
 
 
+MEMORY_BUDGET = 4 << 30
+"""The most bytes of state a kernel allocates; larger settings are refused before any allocation."""
+
+
+def dialogue_len(limits: EpisodeLimits, max_answer_tokens: int) -> int:
+    """Most tokens a whole dialogue can have: every user segment and every answer at its limit."""
+    return limits.max_dialogue_len + limits.max_turns * max_answer_tokens
+
+
+def state_bytes(num_envs: int, limits: EpisodeLimits, max_len: int, max_answer_tokens: int, depth: int) -> int:
+    """Bytes of a kernel's per-row arrays: the window, every answer, and ``depth`` episodes ahead."""
+    t = limits.max_turns
+    keywords = limits.max_keywords * (limits.max_keyword_len + 1)
+    episode = t * (limits.max_segment_len + limits.max_reference_len + keywords + 2) + 3
+    row = max_len + t * (max_answer_tokens + 1) + depth * episode + 16
+    return 8 * num_envs * row
+
+
 class DialogueKernel:
     """State and step logic for ``num_envs`` dialogue episodes of one task and split."""
 
     def __init__(
-        self,
-        task: Task,
-        num_envs: int,
-        *,
-        split: str = "train",
-        reward: str | TextReward | None = None,
-        shaping: float = 0.0,
-        success_reward: float = 1.0,
-        max_answer_tokens: int | None = None,
-        max_len: int | None = None,
-        prefetch: int | None = None,
+        self, task: Task, num_envs: int, options: EnvOptions | None = None, *, prefetch: int | None = None, **settings
     ) -> None:
-        if not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
+        """``settings`` (``split=``, ``reward=``, ...) replace fields of ``options``; see ``EnvOptions``."""
+        options = EnvOptions.build(options, **settings)
+        if isinstance(num_envs, (bool, np.bool_)) or not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
             raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
-        if not np.isfinite(shaping):
-            raise ValueError(f"shaping must be a finite float, got {shaping!r}")
-        self.task = task
-        self.split = check_split(split)
+        self.task, self.options = task, options
+        split = self.split = options.split
         if task.num_examples(split) == 0:
             raise ValueError(f"the {split!r} split of this task holds no episode; pick another split or add data")
         self.tokenizer = task.tokenizer
-        # An interactive task answers the agent itself (a simulated user): it scores each answer,
-        # writes the user's next turn from it, and says when the dialogue is over.
-        self.respond = getattr(task, "respond", None)
-        if self.respond is not None and reward is not None:
-            raise ValueError(f"this task scores the agent's turns itself; reward={reward!r} cannot replace its reward")
-        self.reward_name = reward if isinstance(reward, str) else (task.default_reward if reward is None else "custom")
-        if self.respond is not None:
-            self.reward_name = "the task's own"
-        # A task may score in its own terms (one re-tokenized for a Hugging Face vocabulary reads the
-        # answers' text with its own tokenizer); otherwise rewards read the env's ids.
-        resolve = getattr(task, "resolve_reward", None) or (lambda r: resolve_reward(r, task.tokenizer))
-        self.reward_fn: BatchReward = resolve(task.default_reward if reward is None else reward)
-        # A learned reward says nothing about correctness: answers are then judged by the task's own
-        # metric, so the true accuracy is reported next to the learned reward.
-        learned = isinstance(reward, str) and reward.startswith(MODEL_PREFIX)
-        self.correct_fn: BatchReward | None = resolve(task.default_reward) if learned else None
-        self.reward_reads_dialogue = bool(getattr(self.reward_fn, "needs_dialogue", False))
-        self.shaping = float(shaping)
-        self.success_reward = float(success_reward)
-        limits = task.limits
-        self.limits = limits
-        needed = limits.max_reference_len + 1
-        self.max_answer_tokens = needed + len(task.filler_ids) if max_answer_tokens is None else max_answer_tokens
-        if not isinstance(self.max_answer_tokens, (int, np.integer)) or self.max_answer_tokens < needed:
-            raise ValueError(
-                f"max_answer_tokens={max_answer_tokens!r} is too small: reference answers need up to "
-                f"{needed} tokens with EOS; use max_answer_tokens >= {needed}"
-            )
-        full = self.full_dialogue_len
-        self.max_len = full if max_len is None else max_len
-        shortest = limits.max_question_len + self.max_answer_tokens
-        if not isinstance(self.max_len, (int, np.integer)) or self.max_len < shortest:
-            raise ValueError(
-                f"max_len={max_len!r} is too short: the longest question with its answer needs {shortest} "
-                f"tokens; use max_len >= {shortest} (the whole dialogue fits in {full})"
-            )
+        self.limits = limits = task.limits
+        self.max_answer_tokens, self.max_len = self._sizes(options)
+        # Generated tasks cost a fixed overhead per call, so each row keeps up to ``depth`` upcoming
+        # episodes generated ahead (see ``_generate_ahead``).
+        self.depth = (16 if task.num_examples(split) is None else 1) if prefetch is None else prefetch
+        n = self.num_envs = int(num_envs)
+        self._check_memory()
+        self._resolve_rewards(task, options.reward)
+        self.shaping = float(options.shaping)
+        self.success_reward = float(options.success_reward)
 
-        n, t, pad = int(num_envs), limits.max_turns, self.tokenizer.pad_id
-        self.num_envs = n
+        t, pad = limits.max_turns, self.tokenizer.pad_id
         self.rows = np.arange(n)
         self.obs = np.full((n, self.max_len), pad, np.int64)
         self.answers = np.full((n, t, self.max_answer_tokens), pad, np.int64)
@@ -112,12 +102,10 @@ class DialogueKernel:
         self.answer_tokens = np.zeros(n, np.int64)  # answer tokens over the episode, EOS not counted
         self.done = np.ones(n, bool)  # the row's episode is over (or never started)
 
-        # Episode streams: row r plays episodes episode_index(key[r], 0), (key[r], 1), ... Generated
-        # tasks cost a fixed overhead per call, so each row keeps up to ``depth`` upcoming episodes
-        # generated ahead, and they are generated for all rows at once when one row runs out.
+        # Episode streams: row r plays episodes episode_index(key[r], 0), (key[r], 1), ..., generated
+        # ahead for all rows at once when one row runs out.
         self.key = np.zeros(n, np.uint64)
         self.counter = np.zeros(n, np.int64)  # the stream position of the row's next episode
-        self.depth = (16 if task.num_examples(split) is None else 1) if prefetch is None else prefetch
         self.ahead = Episodes.empty(n * self.depth, limits, pad)  # row r's episode c sits at r * depth + c % depth
         self.ready_until = np.zeros(n, np.int64)  # stream positions below this are generated
         self.slot = np.arange(n) * self.depth  # where each row's current episode sits in ``ahead``
@@ -125,7 +113,7 @@ class DialogueKernel:
         # A task that adapts to the agent (a curriculum) sees every finished answer's result and its
         # episode's tag while training; when it changes, the episodes generated ahead but not yet
         # started are generated again. Seeding the env restarts it; the test split never adapts.
-        self.observe_answers = getattr(task, "observe_answers", None) if self.split == "train" else None
+        self.observe_answers = task.observe_answers if isinstance(task, AdaptiveTask) and split == "train" else None
 
         self.action_mask = np.ones(self.tokenizer.vocab_size, bool)
         for special in SPECIAL_ID_ATTRIBUTES.keys() - {"eos_id"}:
@@ -134,10 +122,67 @@ class DialogueKernel:
                 self.action_mask[token] = False
         self.action_mask.flags.writeable = False
 
+    def _resolve_rewards(self, task: Task, reward: str | TextReward | Reward | None) -> None:
+        """Set ``reward_fn`` (scores answers), ``correct_fn`` (judges them, when the reward does not)
+        and ``respond`` (an interactive task's own scoring, which no reward can replace)."""
+        # An interactive task answers the agent itself (a simulated user): it scores each answer,
+        # writes the user's next turn from it, and says when the dialogue is over.
+        self.respond = task.respond if isinstance(task, InteractiveTask) else None
+        if self.respond is not None and reward is not None:
+            raise ValueError(f"this task scores the agent's turns itself; reward={reward!r} cannot replace its reward")
+        if self.respond is not None:
+            self.reward_name = "the task's own"
+        else:
+            self.reward_name = (
+                reward if isinstance(reward, str) else (task.default_reward if reward is None else "custom")
+            )
+        # A task may score in its own terms (one re-tokenized for a Hugging Face vocabulary reads the
+        # answers' text with its own tokenizer); otherwise rewards read the env's ids.
+        if isinstance(task, RewardResolvingTask):
+            resolve = task.resolve_reward
+        else:
+            resolve = lambda r: resolve_reward(r, task.tokenizer)  # noqa: E731
+        self.reward_fn: BatchReward | Reward = resolve(task.default_reward if reward is None else reward)
+        # A learned reward says nothing about correctness: answers are then judged by the task's own
+        # metric, so the true accuracy is reported next to the learned reward.
+        self.correct_fn = None if judges_correctness(self.reward_fn) else resolve(task.default_reward)
+        self.reward_reads_dialogue = needs_dialogue(self.reward_fn)
+
+    def _sizes(self, options: EnvOptions) -> tuple[int, int]:
+        """``max_answer_tokens`` and ``max_len``: the options' values checked against the task's limits,
+        or the defaults the limits give."""
+        limits, filler = self.limits, len(self.task.filler_ids)
+        needed = limits.max_reference_len + 1
+        answer = needed + filler if options.max_answer_tokens is None else int(options.max_answer_tokens)
+        if answer < needed:
+            raise ValueError(
+                f"max_answer_tokens={answer} is too small: reference answers need up to {needed} tokens with "
+                f"EOS; use max_answer_tokens >= {needed}"
+            )
+        full = dialogue_len(limits, answer)
+        window = full if options.max_len is None else int(options.max_len)
+        shortest = limits.max_question_len + answer
+        if window < shortest:
+            raise ValueError(
+                f"max_len={window} is too short: the longest question with its answer needs {shortest} tokens; "
+                f"use max_len >= {shortest} (the whole dialogue fits in {full})"
+            )
+        return answer, window
+
+    def _check_memory(self) -> None:
+        """Refuse sizes whose state would pass ``MEMORY_BUDGET``, before anything is allocated."""
+        needed = state_bytes(self.num_envs, self.limits, self.max_len, self.max_answer_tokens, self.depth)
+        if needed > MEMORY_BUDGET:
+            raise ValueError(
+                f"{self.num_envs} envs with max_len={self.max_len} and max_answer_tokens={self.max_answer_tokens} "
+                f"over {self.limits.max_turns} turns need {needed / 2**30:.1f} GiB of state, more than the "
+                f"{MEMORY_BUDGET / 2**30:.0f} GiB allowed; use fewer envs, a shorter max_len or max_answer_tokens"
+            )
+
     @property
     def full_dialogue_len(self) -> int:
         """Most tokens a whole dialogue can have: every user segment and every answer at its limit."""
-        return self.limits.max_dialogue_len + self.limits.max_turns * self.max_answer_tokens
+        return dialogue_len(self.limits, self.max_answer_tokens)
 
     # -- episodes -------------------------------------------------------------------------------
 

@@ -6,7 +6,8 @@ agent after ``dialog-gym train --env ENV_ID`` with every default (``--total-step
 Tutor-v0, Conversation-v0, TwentyQuestions-v0 and CustomerService-v0; Conversation-v0 with
 16,000 demonstrations for 2 epochs), as its run's final evaluation scored it (1000 test
 episodes, sampling from the policy). ``REWARD_THRESHOLDS`` is the mean return registered as
-``reward_threshold``: 95% of the oracle's.
+``reward_threshold``: 95% of the oracle's. Both are keyed by the ids of ``dialog_gym.envs.ENVS``; an
+id without scores yet registers with no threshold.
 """
 
 REFERENCE_SCORES: dict[str, dict[str, dict[str, float]]] = {
@@ -50,3 +51,13 @@ REWARD_THRESHOLDS = {
     "TwentyQuestions-v0": 0.81,
     "CustomerService-v0": 0.85,
 }
+
+
+def check_references(env_ids: tuple[str, ...]) -> None:
+    """Refuse scores recorded for an id that is not registered (a renamed or removed env)."""
+    for table, name in ((REFERENCE_SCORES, "REFERENCE_SCORES"), (REWARD_THRESHOLDS, "REWARD_THRESHOLDS")):
+        stale = sorted(set(table) - set(env_ids))
+        if stale:
+            raise ValueError(
+                f"dialog_gym.references.{name} holds {stale}, which no row of dialog_gym.envs.ENVS registers"
+            )

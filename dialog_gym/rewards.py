@@ -2,13 +2,16 @@
 
 The built-in rewards work on token ids for a whole batch of answers at once, so the vector env
 scores hundreds of answers with a handful of numpy operations. A user's own reward is a plain
-function of text, ``fn(response, reference, keywords) -> float``, called once per answer.
+function of text, ``fn(response, reference, keywords) -> float``, called once per answer. Other
+packages add rewards named ``"PREFIX:ARG"`` (a learned reward model is ``"model:DIR"``) through
+``register_reward_prefix`` or an entry point; they return objects following the ``Reward`` protocol.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from importlib.metadata import entry_points
+from typing import Callable, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -33,6 +36,26 @@ class AnswerBatch:
 
 
 BatchReward = Callable[[AnswerBatch], np.ndarray]
+"""A built-in reward: (B,) scores of a batch of answers; it judges correctness and ignores the dialogue."""
+
+
+@runtime_checkable
+class Reward(Protocol):
+    """A reward object, from a plugin (``reward="model:DIR"``) or passed as ``reward=`` directly."""
+
+    judges_correctness: bool
+    """Whether ``reward >= success_reward`` says an answer is correct. A learned reward does not: the
+    task's own reward then judges correctness, so the true accuracy is reported next to it."""
+    needs_dialogue: bool
+    """Whether it reads ``AnswerBatch.dialogue``, the env's observation as the answer ends."""
+
+    def __call__(self, batch: AnswerBatch) -> np.ndarray:
+        """(B,) float scores of the batch's answers."""
+        ...
+
+
+RewardFactory = Callable[[str, Tokenizer], Reward]
+"""Builds the reward that ``"PREFIX:ARG"`` names from ``ARG`` and the env's tokenizer."""
 
 
 def _valid(tokens: np.ndarray, lengths: np.ndarray) -> np.ndarray:
@@ -150,27 +173,92 @@ def text_reward(fn: TextReward, tokenizer: Tokenizer) -> BatchReward:
     return score
 
 
-MODEL_PREFIX = "model:"
+class UnknownRewardPrefix(ValueError):
+    """``reward="PREFIX:ARG"`` names a prefix no plugin provides."""
 
 
-def resolve_reward(reward: str | TextReward, tokenizer: Tokenizer) -> BatchReward:
-    """The batch reward for a name in ``REWARDS``, ``"model:PATH"`` (a saved reward model, which
-    needs torch and ``agents``) or a user's text reward function."""
-    if isinstance(reward, str) and reward.startswith(MODEL_PREFIX):
-        try:
-            from agents.reward_model import ModelReward
-        except ImportError as error:
-            raise ImportError(f"reward={reward!r} needs torch and the agents package ({error})") from None
-        path = reward[len(MODEL_PREFIX) :]
-        if not path.strip():
-            raise ValueError("reward='model:' names no directory; pass reward='model:DIR' with a saved reward model")
-        return ModelReward(path, tokenizer)
+ENTRY_POINT_GROUP = "dialog_gym.rewards"
+"""Packages provide ``reward="PREFIX:ARG"`` with an entry point named PREFIX in this group, pointing
+at a ``RewardFactory`` (e.g. ``model = "agents.reward_model:model_reward"`` in pyproject.toml)."""
+
+_FACTORIES: dict[str, RewardFactory] = {}
+
+PLUGIN_HINTS = {"model": "a learned reward model needs torch and the agents package (import agents.reward_model); "}
+"""What to do when a well-known prefix is missing."""
+
+
+def register_reward_prefix(prefix: str, factory: RewardFactory) -> None:
+    """Make ``reward="PREFIX:ARG"`` mean ``factory(ARG, tokenizer)`` (replacing an earlier registration)."""
+    if not isinstance(prefix, str) or not prefix.isidentifier():
+        raise ValueError(f"a reward prefix must be a name such as 'model', got {prefix!r}")
+    if prefix in REWARDS:
+        raise ValueError(f"{prefix!r} is a built-in reward name; register the plugin under another prefix")
+    if not callable(factory):
+        raise TypeError(f"the factory for reward prefix {prefix!r} must be callable, got {type(factory).__name__}")
+    _FACTORIES[prefix] = factory
+
+
+def reward_prefixes() -> list[str]:
+    """Every prefix a reward can name: those registered at run time and those installed as entry points."""
+    return sorted(set(_FACTORIES) | {entry.name for entry in entry_points(group=ENTRY_POINT_GROUP)})
+
+
+def _factory(prefix: str, reward: str) -> RewardFactory:
+    """The factory registered for ``prefix``, else the installed entry point of that name (loaded once)."""
+    if prefix in _FACTORIES:
+        return _FACTORIES[prefix]
+    found = [entry for entry in entry_points(group=ENTRY_POINT_GROUP) if entry.name == prefix]
+    if not found:
+        hint = PLUGIN_HINTS.get(prefix, "")
+        raise UnknownRewardPrefix(
+            f"no reward plugin provides the prefix {prefix!r} of reward={reward!r} (known prefixes: "
+            f"{reward_prefixes()}); {hint}register one with dialog_gym.register_reward_prefix({prefix!r}, factory) "
+            f"or install a package declaring it in the entry-point group {ENTRY_POINT_GROUP!r}"
+        )
+    try:
+        factory = found[0].load()
+    except ImportError as error:
+        raise ImportError(
+            f"reward={reward!r} needs the plugin {found[0].value}, which failed to import ({error}); install what it needs"
+        ) from None
+    register_reward_prefix(prefix, factory)
+    return factory
+
+
+def resolve_reward(reward: str | TextReward | Reward, tokenizer: Tokenizer) -> BatchReward | Reward:
+    """The batch reward for a name in ``REWARDS``, ``"PREFIX:ARG"`` (a registered plugin, such as
+    ``"model:DIR"``, a saved reward model), a ``Reward`` object, or a user's text reward function."""
     if isinstance(reward, str):
-        if reward not in REWARDS:
+        if reward in REWARDS:
+            return REWARDS[reward]
+        prefix, colon, argument = reward.partition(":")
+        if not colon:
             raise ValueError(
-                f"unknown reward {reward!r}; expected one of {sorted(REWARDS)}, 'model:PATH' or a function"
+                f"unknown reward {reward!r}; expected one of {sorted(REWARDS)}, 'PREFIX:ARG' for a plugin "
+                f"(prefixes: {reward_prefixes()}) or a function"
             )
-        return REWARDS[reward]
+        made = _factory(prefix, reward)(argument, tokenizer)
+        if not isinstance(made, Reward):
+            raise TypeError(
+                f"the plugin for reward prefix {prefix!r} returned a {type(made).__name__}, not a Reward "
+                "(a callable with judges_correctness and needs_dialogue attributes)"
+            )
+        return made
+    if isinstance(reward, Reward):
+        return reward
     if callable(reward):
         return text_reward(reward, tokenizer)
-    raise TypeError(f"reward must be a name in {sorted(REWARDS)} or a function, got {type(reward).__name__}")
+    raise TypeError(
+        f"reward must be a name in {sorted(REWARDS)}, 'PREFIX:ARG', a function or a Reward object, "
+        f"got {type(reward).__name__}"
+    )
+
+
+def judges_correctness(reward: BatchReward | Reward) -> bool:
+    """Whether ``reward >= success_reward`` says an answer is right (a plain batch function: yes)."""
+    return reward.judges_correctness if isinstance(reward, Reward) else True
+
+
+def needs_dialogue(reward: BatchReward | Reward) -> bool:
+    """Whether ``reward`` reads ``AnswerBatch.dialogue`` (a plain batch function: no)."""
+    return reward.needs_dialogue if isinstance(reward, Reward) else False

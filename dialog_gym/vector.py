@@ -17,14 +17,13 @@ from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from dialog_gym.demonstrations import Demonstrations, make_demonstrations
-from dialog_gym.env import RENDER_MODES, check_noise, check_render_mode, reset_index
+from dialog_gym.env import RENDER_MODES, DialogAPI, reset_index
 from dialog_gym.kernel import DialogueKernel
-from dialog_gym.rewards import TextReward
+from dialog_gym.options import EnvOptions
 from dialog_gym.tasks.base import Task
 
 
-class DialogVectorEnv(VectorEnv):
+class DialogVectorEnv(VectorEnv, DialogAPI):
     """``num_envs`` copies of ``DialogEnv`` in one set of arrays; see ``DialogEnv`` for the task.
 
     Infos hold arrays over rows, each with a boolean ``_key`` array saying which rows it is
@@ -35,35 +34,13 @@ class DialogVectorEnv(VectorEnv):
 
     metadata = {"render_modes": list(RENDER_MODES), "autoreset_mode": AutoresetMode.NEXT_STEP}
 
-    def __init__(
-        self,
-        task: Task,
-        num_envs: int = 1,
-        *,
-        split: str = "train",
-        reward: str | TextReward | None = None,
-        shaping: float = 0.0,
-        success_reward: float = 1.0,
-        max_answer_tokens: int | None = None,
-        max_len: int | None = None,
-        demo_noise: float = 0.0,
-        render_mode: str | None = None,
-    ) -> None:
-        self.kernel = DialogueKernel(
-            task,
-            num_envs,
-            split=split,
-            reward=reward,
-            shaping=shaping,
-            success_reward=success_reward,
-            max_answer_tokens=max_answer_tokens,
-            max_len=max_len,
-        )
+    def __init__(self, task: Task, num_envs: int = 1, options: EnvOptions | None = None, **settings: Any) -> None:
+        """``options`` (default ``EnvOptions()``) with ``settings`` (``split=``, ``reward=``, ...) replacing its fields."""
+        self.kernel = DialogueKernel(task, num_envs, EnvOptions.build(options, **settings))
         self.task = task
         self.tokenizer = task.tokenizer
         self.num_envs = int(num_envs)
-        self.demo_noise = check_noise(demo_noise)
-        self.render_mode = check_render_mode(render_mode)
+        self.render_mode = self.options.render_mode
         vocab = self.tokenizer.vocab_size
         self.single_observation_space = spaces.MultiDiscrete(np.full(self.kernel.max_len, vocab), dtype=np.int64)
         self.single_action_space = spaces.Discrete(vocab)
@@ -73,10 +50,6 @@ class DialogVectorEnv(VectorEnv):
         self._all_rows.flags.writeable = False
         self._action_mask = np.broadcast_to(self.kernel.action_mask.astype(np.int8), (self.num_envs, vocab))
         self._started = False
-
-    @property
-    def split(self) -> str:
-        return self.kernel.split
 
     def reset(self, *, seed: int | list[int | None] | None = None, options: dict[str, Any] | None = None):
         index = self._reset_indices(options)
@@ -91,10 +64,10 @@ class DialogVectorEnv(VectorEnv):
 
     def _reset_indices(self, options: dict[str, Any] | None) -> np.ndarray | None:
         """Per-row episode indices from ``options["index"]`` (one for all rows, or one per row)."""
-        if not options:
-            return None
-        index = options.get("index")
-        per_row = np.ndim(index) > 0
+        if not isinstance(options, dict) or "index" not in options:
+            return reset_index(options, self.task, self.split)  # None, or the error for what options holds
+        index = options["index"]
+        per_row = isinstance(index, (list, tuple)) or (isinstance(index, np.ndarray) and index.ndim == 1)
         values = list(index) if per_row else [index]
         if per_row and len(values) != self.num_envs:
             raise ValueError(f"options['index'] must be one index or {self.num_envs} (one per row), got {len(values)}")
@@ -157,10 +130,6 @@ class DialogVectorEnv(VectorEnv):
                 print(f"[{i}] {text}")
             return None
         return texts
-
-    def demonstrations(self, n: int, seed: int = 0, noise: float | None = None) -> Demonstrations:
-        """``n`` demonstrations from the training split, ``noise`` (default ``demo_noise``) of them imperfect."""
-        return make_demonstrations(self.kernel, n, seed=seed, noise=self.demo_noise if noise is None else noise)
 
 
 def check_actions(actions: Any, num_envs: int, vocab_size: int) -> np.ndarray:

@@ -40,7 +40,7 @@ def test_numpy_integer_and_zero_dim_actions_are_fine():
 
 
 def test_step_before_reset():
-    env = dialog_gym.envs.dialog_qa()
+    env = dialog_gym.envs.make_env("DialogQA-v0")
     with pytest.raises(gym.error.ResetNeeded, match="before reset"):
         env.step(3)
     envs = gym.make_vec("DialogQA-v0", num_envs=2)

@@ -1,4 +1,10 @@
-"""The task protocol: where episodes come from and what counts as a right answer."""
+"""The task protocols: where episodes come from and what counts as a right answer.
+
+Every task is a ``Task``. A task that does more declares it by subclassing one of the protocols
+below, and the step kernel checks them with ``isinstance``: ``InteractiveTask`` (plays the user
+itself), ``AdaptiveTask`` (changes with the agent's results, a curriculum) and
+``RewardResolvingTask`` (turns a reward name into a reward in its own terms).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +15,7 @@ import numpy as np
 
 from dialog_gym import random_streams as rs
 from dialog_gym.episodes import SPLITS, EpisodeLimits, Episodes
+from dialog_gym.rewards import BatchReward, Reward, TextReward
 from dialog_gym.tokenizers import Tokenizer
 
 
@@ -47,11 +54,9 @@ def check_split(split: str) -> str:
 class Reply:
     """An interactive task's verdict on the answers that just ended, one entry per row.
 
-    A task with a ``respond(split, index, answers, answer_len, turn) -> Reply`` method plays the
-    user itself: the kernel hands it every answer of the dialogue so far (``answers`` (R, T, A)
-    with ``answer_len`` (R, T), EOS not counted) and takes the reward, the user's next turn and
-    the expert's next answer from it. Its ``episodes`` give the expert's whole dialogue, which
-    is what demonstrations show.
+    ``InteractiveTask.respond`` returns it: the kernel hands the task every answer of the dialogue
+    so far and takes the reward, the user's next turn and the expert's next answer from it. Such a
+    task's ``episodes`` give the expert's whole dialogue, which is what demonstrations show.
     """
 
     reward: np.ndarray  # (R,) float64
@@ -62,6 +67,43 @@ class Reply:
     segment_len: np.ndarray  # (R,)
     reference: np.ndarray  # (R, A) the expert's next answer
     reference_len: np.ndarray  # (R,)
+
+
+@runtime_checkable
+class InteractiveTask(Task, Protocol):
+    """A task that plays the user: it scores each answer and writes the user's next turn from it."""
+
+    def respond(
+        self, split: str, index: np.ndarray, answers: np.ndarray, answer_len: np.ndarray, turn: np.ndarray
+    ) -> Reply:
+        """The verdict on the answers that just ended in episodes ``index`` of ``split``: ``answers``
+        (R, T, A) holds every answer of each dialogue so far with ``answer_len`` (R, T), EOS not
+        counted; ``turn`` (R,) is the turn that just ended."""
+        ...
+
+
+@runtime_checkable
+class AdaptiveTask(Task, Protocol):
+    """A task that adapts to the agent while it trains (a curriculum); the test split never adapts."""
+
+    def observe_answers(self, correct: np.ndarray, tags: np.ndarray) -> bool:
+        """Record finished answers (``correct`` (R,) bool) with their episodes' ``tags``; True when the
+        task changed, so that episodes generated ahead are generated again."""
+        ...
+
+    def restart(self) -> None:
+        """Forget what was observed (the env was seeded)."""
+        ...
+
+
+@runtime_checkable
+class RewardResolvingTask(Task, Protocol):
+    """A task that turns a reward into one scoring in its own terms (a re-tokenized task reads the
+    answers' text with its own tokenizer); the others' rewards read the env's ids."""
+
+    def resolve_reward(self, reward: str | TextReward | Reward) -> BatchReward | Reward:
+        """The batch reward that ``reward`` names, for answers in this task's ids."""
+        ...
 
 
 def keys_in_split(

@@ -20,7 +20,7 @@ import numpy as np
 
 from dialog_gym import random_streams as rs
 from dialog_gym.episodes import EpisodeLimits, Episodes, concat_ragged
-from dialog_gym.tasks.base import Reply, check_split, keys_in_split
+from dialog_gym.tasks.base import InteractiveTask, Reply, check_split, keys_in_split
 from dialog_gym.tokenizers import WordTokenizer
 
 SLOTS = ("day", "time", "place", "people")
@@ -54,7 +54,7 @@ def corpus() -> list[str]:
     return words + [value for values in VALUES.values() for value in values]
 
 
-class CustomerServiceTask:
+class CustomerServiceTask(InteractiveTask):
     """Book what the simulated customer wants; see the module docstring."""
 
     default_reward = "exact"  # how demonstrations are judged: the expert's move or not; play is scored by respond()

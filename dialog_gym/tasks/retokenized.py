@@ -18,13 +18,30 @@ import numpy as np
 
 from dialog_gym.episodes import SPLITS, EpisodeLimits, Episodes, concat_ragged
 from dialog_gym.hf_tokenizer import HFTokenizer
-from dialog_gym.rewards import MODEL_PREFIX, AnswerBatch, BatchReward, TextReward, resolve_reward
-from dialog_gym.tasks.base import Reply, Task
+from dialog_gym.rewards import (
+    AnswerBatch,
+    BatchReward,
+    Reward,
+    TextReward,
+    judges_correctness,
+    needs_dialogue,
+    resolve_reward,
+)
+from dialog_gym.tasks.base import AdaptiveTask, InteractiveTask, Reply, RewardResolvingTask, Task
 from dialog_gym.tokenizers import SPECIAL_ID_ATTRIBUTES
 
 
-class RetokenizedTask:
-    """``task`` with observations, references and actions in the ids of ``tokenizer``."""
+class RetokenizedTask(RewardResolvingTask):
+    """``task`` with observations, references and actions in the ids of ``tokenizer``.
+
+    ``RetokenizedTask(task, tokenizer)`` is an ``InteractiveTask`` or an ``AdaptiveTask`` (or both)
+    exactly when ``task`` is: it builds the subclass below that forwards those methods.
+    """
+
+    def __new__(cls, task: Task | None = None, tokenizer: HFTokenizer | None = None) -> RetokenizedTask:
+        if cls is RetokenizedTask and task is not None:
+            cls = _FORWARDING[isinstance(task, InteractiveTask), isinstance(task, AdaptiveTask)]
+        return super().__new__(cls)
 
     def __init__(self, task: Task, tokenizer: HFTokenizer) -> None:
         self.native, self.tokenizer = task, tokenizer
@@ -61,18 +78,12 @@ class RetokenizedTask:
         self._known: dict[bytes, list[int]] = {}
         filler = np.array(task.filler_ids, np.int64)
         self.filler_ids = tuple(int(i) for i in self.pieces[filler][np.arange(grow) < self.piece_len[filler, None]])
-        # Interactive and adaptive tasks keep their behaviour; the kernel looks these up by name.
-        if hasattr(task, "respond"):
-            self.respond = self._respond
-        for name in ("observe_answers", "restart"):
-            if hasattr(task, name):
-                setattr(self, name, getattr(task, name))
 
     def _measured_limits(self, most: int = 100_000) -> EpisodeLimits | None:
         """Exact limits from every episode of a task whose splits are finite and small (not for
         interactive tasks, whose user turns are written during play)."""
         sizes = [self.native.num_examples(split) for split in SPLITS]
-        if hasattr(self.native, "respond") or any(n is None for n in sizes) or sum(sizes) > most:
+        if isinstance(self.native, InteractiveTask) or any(n is None for n in sizes) or sum(sizes) > most:
             return None
         segment = dialogue = reference = keyword = 1
         for split, n in zip(SPLITS, sizes):
@@ -147,26 +158,45 @@ class RetokenizedTask:
             ids = self._known[key] = _encode_leniently(self.native.tokenizer, text)
         return ids
 
-    def resolve_reward(self, reward: str | TextReward) -> BatchReward:
+    def resolve_reward(self, reward: str | TextReward | Reward) -> Reward:
         """The task's reward, applied to the text of the agent's answers read in the task's own vocabulary."""
-        if isinstance(reward, str) and reward.startswith(MODEL_PREFIX):
+        if isinstance(reward, str) and ":" in reward:
             raise ValueError(
-                "a learned reward model reads the env's own vocabulary; it cannot score an env that speaks a "
-                "Hugging Face tokenizer's (drop tokenizer= or use a named reward)"
+                f"reward={reward!r} is a plugin reward (such as a learned reward model) that reads the env's own "
+                "token ids; an env speaking a Hugging Face tokenizer's cannot use it (drop tokenizer= or use a "
+                "named reward)"
             )
-        inner = resolve_reward(reward, self.native.tokenizer)
+        return NativeReward(self, resolve_reward(reward, self.native.tokenizer))
 
-        def score(batch: AnswerBatch) -> np.ndarray:
-            response, response_len = self.to_native(batch.response, batch.response_len)
-            reference, reference_len = self.to_native(batch.reference, batch.reference_len)
-            keywords, keyword_len = self.to_native(batch.keywords, batch.keyword_len)
-            return inner(
-                AnswerBatch(response, response_len, batch.ended, reference, reference_len, keywords, keyword_len)
+
+class NativeReward:
+    """A reward of the native task applied to a re-tokenized env's answers, read back as native ids."""
+
+    needs_dialogue = False  # the dialogue is in the env's ids, which the native reward cannot read
+
+    def __init__(self, task: RetokenizedTask, inner: BatchReward | Reward) -> None:
+        if needs_dialogue(inner):
+            raise ValueError(
+                "this reward reads the dialogue in the env's own ids; an env speaking a Hugging Face tokenizer's "
+                "cannot use it (drop tokenizer= or use a reward of the answers)"
             )
+        self.task, self.inner = task, inner
+        self.judges_correctness = judges_correctness(inner)
 
-        return score
+    def __call__(self, batch: AnswerBatch) -> np.ndarray:
+        to_native = self.task.to_native
+        response, response_len = to_native(batch.response, batch.response_len)
+        reference, reference_len = to_native(batch.reference, batch.reference_len)
+        keywords, keyword_len = to_native(batch.keywords, batch.keyword_len)
+        return self.inner(
+            AnswerBatch(response, response_len, batch.ended, reference, reference_len, keywords, keyword_len)
+        )
 
-    def _respond(
+
+class InteractiveRetokenizedTask(RetokenizedTask, InteractiveTask):
+    """A re-tokenized interactive task: the agent's answers reach the native task as its own ids."""
+
+    def respond(
         self, split: str, index: np.ndarray, answers: np.ndarray, answer_len: np.ndarray, turn: np.ndarray
     ) -> Reply:
         native_answers, native_len = self.to_native(answers, answer_len)
@@ -176,6 +206,28 @@ class RetokenizedTask:
         return replace(
             reply, segment=segment, segment_len=segment_len, reference=reference, reference_len=reference_len
         )
+
+
+class AdaptiveRetokenizedTask(RetokenizedTask, AdaptiveTask):
+    """A re-tokenized adaptive task: the native task sees every result and restarts with the env."""
+
+    def observe_answers(self, correct: np.ndarray, tags: np.ndarray) -> bool:
+        return self.native.observe_answers(correct, tags)
+
+    def restart(self) -> None:
+        self.native.restart()
+
+
+class InteractiveAdaptiveRetokenizedTask(InteractiveRetokenizedTask, AdaptiveRetokenizedTask):
+    """A re-tokenized task that is both interactive and adaptive."""
+
+
+_FORWARDING = {
+    (False, False): RetokenizedTask,
+    (True, False): InteractiveRetokenizedTask,
+    (False, True): AdaptiveRetokenizedTask,
+    (True, True): InteractiveAdaptiveRetokenizedTask,
+}
 
 
 def _encode_leniently(tokenizer, text: str) -> list[int]:

@@ -31,7 +31,7 @@ import numpy as np
 
 from dialog_gym import random_streams as rs
 from dialog_gym.episodes import EpisodeLimits, Episodes, concat_ragged
-from dialog_gym.tasks.base import check_split, keys_in_split
+from dialog_gym.tasks.base import AdaptiveTask, check_split, keys_in_split
 from dialog_gym.tokenizers import CharTokenizer
 
 ADD, SUB, MUL = range(3)
@@ -69,7 +69,7 @@ def tutor_corpus() -> list[str]:
     return ["0123456789", SYMBOLS, "=", FILLER, *NAMES, *ITEMS, *WORD_PROBLEMS.values()]
 
 
-class TutorTask:
+class TutorTask(AdaptiveTask):
     """Arithmetic tutoring; see the module docstring. ``level`` 1-5, ``problems`` per session."""
 
     default_reward = "digits"

@@ -19,7 +19,7 @@ import numpy as np
 
 from dialog_gym import random_streams as rs
 from dialog_gym.episodes import EpisodeLimits, Episodes
-from dialog_gym.tasks.base import Reply, check_split, keys_in_split
+from dialog_gym.tasks.base import InteractiveTask, Reply, check_split, keys_in_split
 from dialog_gym.tokenizers import WordTokenizer
 
 ATTRIBUTES = (
@@ -70,7 +70,7 @@ TEST_HASH_MODULUS = 5
 CAST_STREAM, HIDDEN_STREAM = range(2)
 
 
-class TwentyQuestionsTask:
+class TwentyQuestionsTask(InteractiveTask):
     """Find the hidden animal with yes/no questions; see the module docstring."""
 
     default_reward = "exact"  # how demonstrations are judged: the expert's move or not; play is scored by respond()
