@@ -82,7 +82,7 @@ def test_vector_bad_actions(actions, message):
 @pytest.mark.parametrize(
     "env_id,kwargs,message",
     [
-        ("DialogQA-Toy-v0", {"vocab_size": 3}, "vocab_size must be 3 special tokens"),
+        ("DialogQA-Toy-v0", {"vocab_size": 3}, r"vocab_size must be an integer in \[4, 65536\] \(3 special tokens"),
         ("DialogQA-Toy-v0", {"vocab_size": 8.0}, "vocab_size"),
         ("DialogQA-Toy-v0", {"vocab_size": 5, "n_questions": 10}, "n_questions=10 is more than the 4"),
         ("DialogQA-Toy-v0", {"vocab_size": 1024, "question_len": 3, "n_questions": 0}, "give n_questions explicitly"),

@@ -40,8 +40,8 @@ TURN_FIELDS = ("question", "answer", "keywords")
 MAX_TURNS = 64
 MAX_KEYWORDS = 32
 MAX_CONTEXT_TOKENS = 4096
-MAX_QUESTION_TOKENS = 512
-MAX_ANSWER_TOKENS = 512
+MAX_QUESTION_TOKENS = 1024
+MAX_ANSWER_TOKENS = 1024
 MAX_DIALOGUE_TOKENS = 8192  # context, questions and answers of one line together
 MAX_TABLE_CELLS = 1 << 27  # token slots of the padded episode table (1 GiB of int64)
 
