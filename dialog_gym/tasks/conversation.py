@@ -63,7 +63,10 @@ def _check_categories(categories: object) -> str | list[str] | None:
         raise ValueError(f"categories must be None, a name or a non-empty list of names, got {brief(categories)}")
     bad = [c for c in categories if not isinstance(c, str)]
     if bad:
-        raise ValueError(f"categories must be names (strings), got {brief(bad[0])} ({type(bad[0]).__name__})")
+        raise ValueError(
+            f"categories must be names (strings), got {brief(categories)} holding {brief(bad[0])} "
+            f"({type(bad[0]).__name__})"
+        )
     return list(categories)
 
 
