@@ -269,3 +269,123 @@ def test_skip_special_property(texts: list[str], ids: list[int]) -> None:
     ids = [i % tok.vocab_size for i in ids]
     kept = [i for i in ids if i >= len(SPECIAL_TOKENS)]
     assert tok.decode(ids, skip_special=True) == tok.decode(kept)
+
+
+# -- text is kept as written ----------------------------------------------------------------------
+
+FULL_WIDTH = "小红在哪里？她说：“你好，ｏｋ！”"
+
+
+def test_chinese_text_round_trips_exactly_through_the_char_tokenizer() -> None:
+    tok = CharTokenizer.from_corpus([FULL_WIDTH])
+    assert tok.decode(tok.encode("小红在哪里？")) == "小红在哪里？"
+    assert tok.decode(tok.encode(FULL_WIDTH)) == FULL_WIDTH
+    assert tok.token_to_id("？") is not None and tok.token_to_id("?") is None
+
+
+def test_the_word_tokenizer_keeps_full_width_punctuation() -> None:
+    tok = WordTokenizer.from_corpus([FULL_WIDTH])
+    assert tok.decode(tok.encode("小红在哪里？")) == "小红在哪里 ？"
+    assert "?" not in tok.tokens
+
+
+def test_chinese_conversations_are_shown_as_written() -> None:
+    import gymnasium as gym
+
+    import dialog_gym  # noqa: F401
+
+    env = gym.make("Conversation-v0", language="zh")
+    tok = env.unwrapped.tokenizer
+    assert tok.token_to_id("？") is not None
+    turns = [t for e in env.unwrapped.task.examples["train"] for t in e.turns]
+    asked = next(t.question for t in turns if "？" in t.question)
+    assert tok.decode(tok.encode(asked)) == " ".join(asked.split())
+
+
+# -- bad tokenizer input --------------------------------------------------------------------------
+
+
+def test_texts_with_a_lone_surrogate_are_refused() -> None:
+    with pytest.raises(ValueError, match=r"texts\[1\] holds the lone surrogate '\\ud800' at character 2"):
+        CharTokenizer.from_corpus(["ok", "ab\ud800"])
+    with pytest.raises(ValueError, match="token 7 '\\\\udc00' holds a lone surrogate"):
+        WordTokenizer([*SPECIAL_TOKENS, "\udc00"])
+
+
+@pytest.mark.parametrize(
+    "content,match",
+    [
+        ('{"type": "word", "type": "char", "tokens": []}', "key 'type' appears twice"),
+        ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
+        (json.dumps({"type": "char", "tokens": [*SPECIAL_TOKENS, "\ud800"]}), "lone surrogate"),
+    ],
+    ids=["duplicate_key", "deep", "surrogate"],
+)
+def test_load_rejects_what_json_lets_through(tmp_path, content: str, match: str) -> None:
+    path = tmp_path / "tok.json"
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(ValueError, match=match) as excinfo:
+        load_tokenizer(path)
+    assert str(path) in str(excinfo.value) and "\n" not in str(excinfo.value)
+
+
+def test_load_names_a_directory_and_a_non_path(tmp_path) -> None:
+    with pytest.raises(ValueError, match="not a regular file"):
+        load_tokenizer(tmp_path)
+    with pytest.raises(TypeError, match=r"got 3 \(int\)"):
+        load_tokenizer(3)  # type: ignore[arg-type]  # deliberate bad input
+
+
+# -- Hugging Face tokenizer directories -----------------------------------------------------------
+
+
+def _hf_dir(tmp_path, files: dict[str, str]):
+    directory = tmp_path / "tok"
+    directory.mkdir()
+    for name, content in files.items():
+        (directory / name).write_text(content, encoding="utf-8")
+    return directory
+
+
+def _tokenizer_without_tokens(tmp_path):
+    from tokenizers import Tokenizer as RustTokenizer
+    from tokenizers import models
+    from transformers import PreTrainedTokenizerFast
+
+    directory = tmp_path / "no_tokens"
+    PreTrainedTokenizerFast(tokenizer_object=RustTokenizer(models.BPE()), eos_token="<eos>").save_pretrained(directory)
+    return directory
+
+
+@pytest.mark.parametrize(
+    "files,match",
+    [
+        ({}, "holds no tokenizer files"),
+        ({"tokenizer.json": "{not json"}, r"tokenizer\.json: not valid JSON"),
+        ({"tokenizer_config.json": "[" * 100_000 + "]" * 100_000}, r"tokenizer_config\.json: nested too deeply"),
+        ({"tokenizer.json": "[1, 2]"}, r"tokenizer\.json holds a JSON list; expected an object"),
+        ({"tokenizer.json": '{"a": 1}'}, "cannot be loaded by AutoTokenizer"),
+        ({"tokenizer.json": b"\xff\xfe".decode("latin-1")}, "not UTF-8 text|not valid JSON"),
+    ],
+    ids=["empty", "not_json", "deep", "list", "wrong_schema", "not_utf8"],
+)
+def test_bad_hf_tokenizer_directories_are_refused_in_one_line(tmp_path, files: dict, match: str) -> None:
+    pytest.importorskip("transformers")
+    from dialog_gym.hf_tokenizer import as_hf_tokenizer
+
+    directory = _hf_dir(tmp_path, files)
+    with pytest.raises(ValueError, match=match) as excinfo:
+        as_hf_tokenizer(str(directory))
+    assert str(directory) in str(excinfo.value) and "\n" not in str(excinfo.value)
+
+
+def test_an_hf_tokenizer_without_a_token_to_spell_text_is_refused(tmp_path) -> None:
+    pytest.importorskip("transformers")
+    import gymnasium as gym
+
+    import dialog_gym  # noqa: F401
+
+    directory = _tokenizer_without_tokens(tmp_path)
+    with pytest.raises(ValueError, match=r"holds 1 token\(s\), none of which spells text") as excinfo:
+        gym.make("DialogQA-v0", tokenizer=str(directory))
+    assert str(directory) in str(excinfo.value) and "\n" not in str(excinfo.value)
