@@ -57,7 +57,7 @@ def checked_path(path: object, what: str) -> str:
     if os.path.isdir(path):
         raise DatasetError(f"{what} {path!r} is a directory; pass the path of a JSONL file inside it")
     if not os.path.exists(path):
-        raise FileNotFoundError(f"{what} file {path!r} does not exist; pass the path of a JSONL file")
+        raise FileNotFoundError(f"{what} {path!r} does not exist; pass the path of a JSONL file")
     if not os.path.isfile(path):
         raise DatasetError(f"{what} {path!r} is not a regular file; pass the path of a JSONL file")
     size = os.path.getsize(path)

@@ -30,6 +30,8 @@ TEST_HASH_MODULUS = 5
 
 def corpus_directory(language: str) -> Path:
     """Where the installed ``chatterbot-corpus`` keeps the YAML files of ``language``."""
+    if not isinstance(language, str) or language not in LANGUAGES:
+        raise ValueError(f"unknown language {brief(language)}; expected one of {sorted(LANGUAGES)}")
     spec = importlib.util.find_spec("chatterbot_corpus")
     if spec is None or not spec.submodule_search_locations:
         raise ImportError(
