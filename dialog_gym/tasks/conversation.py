@@ -51,7 +51,10 @@ def load_conversations(language: str = "en", categories: str | list[str] | None 
         raise ValueError(f"unknown categories {unknown} for language {language!r}; expected some of {sorted(files)}")
     out = {}
     for category in chosen:
-        data = yaml.safe_load(files[category].read_text(encoding="utf-8"))
+        # The C loader when libyaml is present: the same safe subset of YAML, read about ten times faster.
+        data = yaml.load(
+            files[category].read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+        )
         # Entries that are not lists of utterances (the corpus has one such slip) are left out.
         out[category] = [[str(u).strip() for u in c] for c in data.get("conversations") or [] if isinstance(c, list)]
     return out

@@ -137,6 +137,16 @@ def _stable_split(example: Example) -> str:
     return "test" if digest % TEST_HASH_MODULUS == 0 else "train"
 
 
+@dataclass
+class _Pieces:
+    """The token ids of one example's texts, before speaker markers are added."""
+
+    context: list[int]
+    questions: list[list[int]]
+    answers: list[list[int]]
+    keywords: list[list[list[int]]]
+
+
 class ExampleTask:
     """Episodes from a list of examples (contexts with their turns), split and tokenized.
 
@@ -153,10 +163,11 @@ class ExampleTask:
         self.filler_ids = tuple(self.tokenizer.encode(FILLER))
         problems, limits = [], None
         for example in examples:
-            found = self._problems(example)
+            pieces = self._pieces(example)
+            found = self._problems(example, pieces)
             problems += [f"line {example.line}: {p}" for p in found]
             if not found:
-                limits = _widen(limits, self._encode(example))
+                limits = _widen(limits, self._assemble(pieces))
         if problems:
             raise DatasetError(malformed(self.source, problems))
         if limits is None:
@@ -170,23 +181,28 @@ class ExampleTask:
         }
         self.tables = {split: self._table(self.examples[split]) for split in SPLITS}
 
-    def _problems(self, example: Example) -> list[str]:
+    def _pieces(self, example: Example) -> _Pieces:
+        encode = self.tokenizer.encode
+        return _Pieces(
+            context=encode(example.context),
+            questions=[encode(t.question) for t in example.turns],
+            answers=[encode(t.answer) for t in example.turns],
+            keywords=[[encode(k) for k in t.keywords] for t in example.turns],
+        )
+
+    def _problems(self, example: Example, pieces: _Pieces) -> list[str]:
         """Texts longer than an episode may show, and keywords that are not a run of their answer's
         tokens (the reference would score -1)."""
-        encode = self.tokenizer.encode
-        context = len(encode(example.context))
+        context = len(pieces.context)
         problems = [] if context <= MAX_CONTEXT_TOKENS else [_too_long("the context", context, MAX_CONTEXT_TOKENS)]
-        total = context
-        for t, turn in enumerate(example.turns):
-            question, answer = encode(turn.question), encode(turn.answer)
-            total += len(question) + len(answer)
+        total = context + sum(map(len, pieces.questions)) + sum(map(len, pieces.answers))
+        for t, (turn, question, answer) in enumerate(zip(example.turns, pieces.questions, pieces.answers)):
             for name, ids, most in (("question", question, MAX_QUESTION_TOKENS), ("answer", answer, MAX_ANSWER_TOKENS)):
                 if len(ids) > most:
                     problems.append(f"turn {t}: " + _too_long(f"the {name}", len(ids), most))
             if len(answer) > MAX_ANSWER_TOKENS:
                 continue
-            for keyword in turn.keywords:
-                ids = encode(keyword)
+            for keyword, ids in zip(turn.keywords, pieces.keywords[t]):
                 if not any(answer[i : i + len(ids)] == ids for i in range(len(answer) - len(ids) + 1)):
                     problems.append(
                         f"turn {t}: keyword {brief(keyword)} does not occur in the answer {brief(turn.answer)}"
@@ -197,19 +213,18 @@ class ExampleTask:
             )
         return problems
 
-    def _encode(self, example: Example) -> tuple[list[list[int]], list[list[int]], list[list[list[int]]], int]:
+    def _assemble(self, pieces: _Pieces) -> tuple[list[list[int]], list[list[int]], list[list[list[int]]], int]:
+        """The user segments (with speaker markers), answers, keywords and first question length."""
         tok = self.tokenizer
-        questions = [_present(tok.user_id, *tok.encode(t.question), tok.agent_id) for t in example.turns]
-        segments = [_present(tok.bos_id, *tok.encode(example.context), tok.sep_id) + questions[0], *questions[1:]]
-        answers = [tok.encode(t.answer) for t in example.turns]
-        keywords = [[tok.encode(k) for k in t.keywords] for t in example.turns]
-        return segments, answers, keywords, len(questions[0])
+        questions = [_present(tok.user_id, *q, tok.agent_id) for q in pieces.questions]
+        segments = [_present(tok.bos_id, *pieces.context, tok.sep_id) + questions[0], *questions[1:]]
+        return segments, pieces.answers, pieces.keywords, len(questions[0])
 
     def _table(self, examples: list[Example]) -> Episodes:
         limits, pad = self.limits, self.tokenizer.pad_id
         table = Episodes.empty(len(examples), limits, pad)
         for row, example in enumerate(examples):
-            segments, answers, keywords, _ = self._encode(example)
+            segments, answers, keywords, _ = self._assemble(self._pieces(example))
             table.segments[row], table.segment_len[row] = _padded(
                 segments, limits.max_turns, limits.max_segment_len, pad
             )
