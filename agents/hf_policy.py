@@ -223,8 +223,15 @@ def build_hf_policy(
             "(models cannot be downloaded here: fetch one with huggingface-cli download first)"
         )
     has_weights = path.is_dir() and (any(path.glob("model*.safetensors")) or any(path.glob("pytorch_model*.bin")))
+    if has_weights and not any(path.glob("model*.safetensors")):
+        # A .bin checkpoint is a pickle, and unpickling runs whatever code the file names.
+        raise ValueError(
+            f"{spec!r} holds only pickled pytorch_model*.bin weights, which are not loaded (a pickle can run code); "
+            "convert them to safetensors if you trust the file: AutoModelForCausalLM.from_pretrained(DIR)"
+            ".save_pretrained(DIR) writes model.safetensors"
+        )
     if has_weights:
-        model = AutoModelForCausalLM.from_pretrained(str(path))
+        model = AutoModelForCausalLM.from_pretrained(str(path), use_safetensors=True)
     else:
         model_config = AutoConfig.from_pretrained(str(path)) if path.is_dir() else _config_from_file(path)
         model_config.vocab_size = config.vocab_size

@@ -18,6 +18,9 @@ import numpy as np
 
 from dialog_gym.tokenizers import SPECIAL_ID_ATTRIBUTES, SPECIAL_TOKENS
 
+MAX_VOCAB_SIZE = 2**18  # larger than any released model's vocabulary
+MAX_EPISODES = 10**7  # the episode indices are drawn up front: 80 MB at most
+
 
 def task_texts(env_id: str, episodes: int, seed: int = 0, **env_args: Any) -> Iterator[str]:
     """The task's vocabulary and the text of ``episodes`` training episodes: every user segment and reference answer."""
@@ -55,12 +58,15 @@ def train_bpe(
     if "tokenizer" in env_args:
         raise ValueError("the corpus is read in the env's own vocabulary; drop tokenizer= from the env arguments")
     floor = len(SPECIAL_TOKENS) + 256
-    if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < floor:
+    if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or not floor <= vocab_size <= MAX_VOCAB_SIZE:
         raise ValueError(
-            f"vocab_size must be an integer >= {floor} (256 bytes and {len(SPECIAL_TOKENS)} special tokens), got {vocab_size!r}"
+            f"vocab_size must be an integer >= {floor} (256 bytes and {len(SPECIAL_TOKENS)} special tokens) and "
+            f"<= {MAX_VOCAB_SIZE}, got {vocab_size!r}"
         )
-    if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
-        raise ValueError(f"episodes must be a positive integer, got {episodes!r}")
+    if isinstance(episodes, bool) or not isinstance(episodes, int) or not 1 <= episodes <= MAX_EPISODES:
+        raise ValueError(f"episodes must be a positive integer <= {MAX_EPISODES}, got {episodes!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     bpe = Tokenizer(models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()

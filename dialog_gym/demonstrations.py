@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from dialog_gym.episodes import concat_ragged, pad_sequences
+from dialog_gym.jsonl import DatasetError, brief, checked_path, malformed, read_objects, unknown_fields
 from dialog_gym.random_streams import episode_index, uniform
 from dialog_gym.rewards import AnswerBatch
 from dialog_gym.tokenizers import Tokenizer
@@ -246,30 +247,46 @@ def _preferences(chosen: list, rejected: list, tokenizer: Tokenizer) -> Preferen
     return Preferences(chosen_ids, chosen_len, rejected_ids, rejected_len, tokenizer)
 
 
-def read_preferences(path: str, tokenizer: Tokenizer) -> Preferences:
+PREFERENCE_FIELDS = ("context", "question", "chosen", "rejected")
+
+
+def read_preferences(path: str | os.PathLike[str], tokenizer: Tokenizer) -> Preferences:
     """Pairs from a JSONL file of ``{"context", "question"?, "chosen", "rejected"}`` lines, encoded the way
     a dataset env shows a dialogue; every malformed line is reported with its number."""
-    from dialog_gym.tasks.dataset import jsonl_objects
+    from dialog_gym.tasks.dataset import MAX_ANSWER_TOKENS, MAX_CONTEXT_TOKENS, MAX_QUESTION_TOKENS, MAX_TABLE_CELLS
 
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"preference file {path!r} does not exist; pass the path of a JSONL file")
-    records, problems = jsonl_objects(path)
-    chosen, rejected = [], []
+    path = checked_path(path, "preference file")
+    records, problems = read_objects(path, "preference file")
+    most = {"context": MAX_CONTEXT_TOKENS, "question": MAX_QUESTION_TOKENS}
+    most |= {"chosen": MAX_ANSWER_TOKENS, "rejected": MAX_ANSWER_TOKENS}
+    chosen, rejected, width = [], [], 1
     for number, record in records:
+        problem = unknown_fields(record, PREFERENCE_FIELDS)
         fields = ("context", "chosen", "rejected") + (("question",) if "question" in record else ())
         bad = [f for f in fields if not isinstance(record.get(f), str) or not record[f].strip()]
-        if bad:
-            problems.append(f"line {number}: field {bad[0]!r} must be a non-empty string, got {record.get(bad[0])!r}")
+        if problem is None and bad:
+            problem = f"field {bad[0]!r} must be a non-empty string, got {brief(record.get(bad[0]))}"
+        ids = {} if problem is not None else {f: tokenizer.encode(record[f]) for f in fields}
+        long = [f for f in ids if len(ids[f]) > most[f]]
+        if long:
+            problem = f"field {long[0]!r} is {len(ids[long[0]])} tokens long, more than {most[long[0]]}; shorten it"
+        if problem is not None:
+            problems.append(f"line {number}: {problem}")
             continue
-        prompt = [tokenizer.bos_id, *tokenizer.encode(record["context"])]
-        if "question" in record:
-            prompt += [tokenizer.sep_id, tokenizer.user_id, *tokenizer.encode(record["question"])]
+        prompt = [tokenizer.bos_id, *ids["context"]]
+        if "question" in ids:
+            prompt += [tokenizer.sep_id, tokenizer.user_id, *ids["question"]]
         prompt = [i for i in prompt + [tokenizer.agent_id] if i is not None]
-        chosen.append(prompt + tokenizer.encode(record["chosen"]) + [tokenizer.eos_id])
-        rejected.append(prompt + tokenizer.encode(record["rejected"]) + [tokenizer.eos_id])
+        chosen.append(np.array(prompt + ids["chosen"] + [tokenizer.eos_id], np.int64))
+        rejected.append(np.array(prompt + ids["rejected"] + [tokenizer.eos_id], np.int64))
+        width = max(width, len(chosen[-1]), len(rejected[-1]))
+        if 2 * len(chosen) * width > MAX_TABLE_CELLS:
+            raise DatasetError(
+                f"{path}: {len(chosen)} pairs of up to {width} tokens by line {number} need more than "
+                f"{MAX_TABLE_CELLS} token slots; use fewer pairs or shorter texts"
+            )
     if problems:
-        shown = problems[:20] + ([f"... and {len(problems) - 20} more"] if len(problems) > 20 else [])
-        raise ValueError(f"{path}: {len(problems)} malformed line(s):\n  " + "\n  ".join(shown))
+        raise DatasetError(malformed(path, problems))
     if not chosen:
-        raise ValueError(f"{path}: the file holds no pairs; expected one JSON object per line")
+        raise DatasetError(f"{path}: the file holds no pairs; expected one JSON object per line")
     return _preferences(chosen, rejected, tokenizer)

@@ -18,6 +18,18 @@ __all__ = ["HFTokenizer", "as_hf_tokenizer", "is_hf_tokenizer", "MARKER_TEXT"]
 
 # What stands for a dialog_gym marker when the vocabulary has no token of that name.
 MARKER_TEXT = {"<user>": "\nUser:", "<agent>": "\nAgent:", "<sep>": "\n", "<unk>": " ?"}
+# The files ``save_pretrained`` writes for a tokenizer; a directory with none of them holds no tokenizer.
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "vocab.json",
+    "vocab.txt",
+    "merges.txt",
+    "tokenizer.model",
+)
+MAX_TOKENIZER_FILE_BYTES = 256 << 20
+FIX = "use a trained tokenizer saved with save_pretrained (dialog-gym tokenizer --out DIR trains one)"
 
 
 def is_hf_tokenizer(value: Any) -> bool:
@@ -40,14 +52,44 @@ def as_hf_tokenizer(value: Any) -> HFTokenizer:
                 f"tokenizer={path!r} is not a directory; pass 'word', 'char', a tokenizer object or a local "
                 "directory saved with save_pretrained (dialog-gym tokenizer --out DIR makes one)"
             )
+        _check_tokenizer_files(path)
         from transformers import AutoTokenizer
 
         try:
             value = AutoTokenizer.from_pretrained(path)
-        except (OSError, ValueError) as error:
-            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            raise ValueError(f"tokenizer directory {path!r} cannot be loaded by AutoTokenizer: {first}") from None
+        except Exception as error:  # noqa: BLE001  (transformers and tokenizers raise many types on bad files)
+            first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+            raise ValueError(
+                f"tokenizer directory {path!r} cannot be loaded by AutoTokenizer ({type(error).__name__}: {first[:200]}); "
+                + FIX
+            ) from None
     return HFTokenizer(value)
+
+
+def _check_tokenizer_files(path: str) -> None:
+    """Refuse, in one line naming the file, a directory without tokenizer files or with a JSON one that is
+    too large, not UTF-8 or not strict JSON (which ``AutoTokenizer`` would report as a raw traceback)."""
+    from dialog_gym.jsonl import parse_json
+
+    present = [name for name in TOKENIZER_FILES if os.path.isfile(os.path.join(path, name))]
+    if not present:
+        raise ValueError(f"tokenizer directory {path!r} holds no tokenizer files ({', '.join(TOKENIZER_FILES)}); {FIX}")
+    for name in present:
+        if not name.endswith(".json"):
+            continue
+        file = os.path.join(path, name)
+        if os.path.getsize(file) > MAX_TOKENIZER_FILE_BYTES:
+            raise ValueError(f"{file} is larger than {MAX_TOKENIZER_FILE_BYTES} bytes; {FIX}")
+        with open(file, "rb") as handle:
+            raw = handle.read()
+        try:
+            content = parse_json(raw.decode("utf-8-sig"))
+        except UnicodeDecodeError as error:
+            raise ValueError(f"{file} is not UTF-8 text ({error.reason} at byte {error.start}); {FIX}") from None
+        except ValueError as error:
+            raise ValueError(f"{file}: {error}; {FIX}") from None
+        if not isinstance(content, dict):
+            raise ValueError(f"{file} holds a JSON {type(content).__name__}; expected an object; {FIX}")
 
 
 class HFTokenizer:
@@ -63,6 +105,13 @@ class HFTokenizer:
                 "this Hugging Face tokenizer has no EOS token, which ends an answer; load or train one that "
                 "sets eos_token (dialog-gym tokenizer does)"
             )
+        name = getattr(tokenizer, "name_or_path", "") or type(tokenizer).__name__
+        special = set(getattr(tokenizer, "all_special_ids", ()) or ()) | {eos}
+        if not set(vocab.values()) - special:
+            raise ValueError(
+                f"tokenizer {name!r} holds {len(vocab)} token(s), none of which spells text (only special tokens "
+                f"{sorted(vocab)[:8]}); an env could not show a word of its task: {FIX}"
+            )
         self._eos = int(eos)
         pad = tokenizer.pad_token_id
         self._private_pad = pad is None or pad == eos
@@ -74,7 +123,7 @@ class HFTokenizer:
         self._sep = vocab.get("<sep>", tokenizer.sep_token_id)
         self._user = vocab.get("<user>")
         self._agent = vocab.get("<agent>")
-        self.name = getattr(tokenizer, "name_or_path", "") or type(tokenizer).__name__
+        self.name = name
 
     @property
     def vocab_size(self) -> int:

@@ -3,6 +3,10 @@
 The word and character tokenizers are built from a corpus, so any language works (Chinese text is
 best served by `CharTokenizer`, since a run of Han characters is one "word"). Both reserve ids 0..6
 for `SPECIAL_TOKENS`, so `pad_id == 0` and an env can left-pad observations with zeros.
+
+Neither applies Unicode normalisation: NFKC would fold the full-width "？" and "，" of Chinese text
+into ASCII, so what an env shows would differ from what the user wrote. `CharTokenizer` round-trips
+any text exactly, up to runs of whitespace; `WordTokenizer` lowercases and spaces out punctuation.
 """
 
 from __future__ import annotations
@@ -12,7 +16,6 @@ import operator
 import os
 import re
 import tempfile
-import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import ClassVar, Protocol, TypeVar, runtime_checkable
@@ -37,6 +40,8 @@ SPECIAL_ID_ATTRIBUTES: dict[str, str] = dict(
 )
 
 _WORD_PIECE = re.compile(r"\w+|[^\w\s]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+MAX_TOKENIZER_FILE_BYTES = 256 << 20
 _VocabT = TypeVar("_VocabT", bound="VocabTokenizer")
 
 
@@ -131,7 +136,9 @@ class VocabTokenizer:
 
     @classmethod
     def _token_problem(cls, token: str) -> str | None:
-        return "is empty; expected a non-empty string" if token == "" else None
+        if token == "":
+            return "is empty; expected a non-empty string"
+        return "holds a lone surrogate, which is not text; expected valid Unicode" if _SURROGATE.search(token) else None
 
     @classmethod
     def normalize(cls, text: str) -> str:
@@ -267,6 +274,12 @@ class VocabTokenizer:
         for n, text in enumerate(texts):
             if not isinstance(text, str):
                 raise ValueError(f"texts[{n}] is {type(text).__name__}; expected str")
+            surrogate = _SURROGATE.search(text)
+            if surrogate is not None:
+                raise ValueError(
+                    f"texts[{n}] holds the lone surrogate {surrogate.group()!r} at character {surrogate.start()}, "
+                    "which is not text; expected valid Unicode"
+                )
             counts.update(cls.pieces(text))
         taken = set(head)
         ranked = sorted(
@@ -295,31 +308,32 @@ class VocabTokenizer:
 
 
 class WordTokenizer(VocabTokenizer):
-    """One id per word or punctuation mark, after NFKC and lowercasing; decodes with spaces."""
+    """One id per word or punctuation mark, after lowercasing; decodes with spaces."""
 
     kind: ClassVar[str] = "word"
     joiner: ClassVar[str] = " "
 
     @classmethod
     def pieces(cls, text: str) -> list[str]:
-        return _WORD_PIECE.findall(unicodedata.normalize("NFKC", text).lower())
+        return _WORD_PIECE.findall(text.lower())
 
     @classmethod
     def _token_problem(cls, token: str) -> str | None:
         if token == "" or any(c.isspace() for c in token):
             return "is empty or holds whitespace; expected a word token without spaces"
-        return None
+        return super()._token_problem(token)
 
 
 class CharTokenizer(VocabTokenizer):
-    """One id per Unicode code point, after NFKC and collapsing whitespace; case is kept."""
+    """One id per Unicode code point, exactly as written (no normalisation, case kept) except that
+    runs of whitespace become one space and leading and trailing whitespace is dropped."""
 
     kind: ClassVar[str] = "char"
     joiner: ClassVar[str] = ""
 
     @classmethod
     def pieces(cls, text: str) -> list[str]:
-        return list(" ".join(unicodedata.normalize("NFKC", text).split()))
+        return list(" ".join(text.split()))
 
 
 _KINDS: dict[str, type[WordTokenizer] | type[CharTokenizer]] = {
@@ -330,14 +344,27 @@ _KINDS: dict[str, type[WordTokenizer] | type[CharTokenizer]] = {
 
 def load_tokenizer(path: str | os.PathLike[str]) -> WordTokenizer | CharTokenizer:
     """Read a tokenizer written by `save`, checking the file so a bad one fails here."""
+    from dialog_gym.jsonl import brief, parse_json
+
+    if isinstance(path, bool) or not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a str or os.PathLike, got {brief(path)} ({type(path).__name__})")
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path}: no such tokenizer file; expected a JSON file written by save()")
+    if not os.path.isfile(path):
+        raise ValueError(f"{path}: not a regular file; expected a JSON file written by save()")
+    if os.path.getsize(path) > MAX_TOKENIZER_FILE_BYTES:
+        raise ValueError(f"{path}: larger than {MAX_TOKENIZER_FILE_BYTES} bytes; expected a file written by save()")
+    with open(path, "rb") as f:
+        raw = f.read()
     try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ValueError(f"{path}: not valid UTF-8 JSON ({e}); expected a file written by save()") from None
+        data = parse_json(raw.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise ValueError(
+            f"{path}: not UTF-8 text ({e.reason} at byte {e.start}); expected a file written by save()"
+        ) from None
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}; expected a file written by save()") from None
     if not isinstance(data, dict):
         raise ValueError(f"{path}: top level is {type(data).__name__}; expected an object with 'type' and 'tokens'")
     kind = data.get("type")

@@ -1,10 +1,15 @@
 """Bad input gets a one-line error naming the bad value, and the env stays usable."""
 
+import pickle
+import re
+import time
+
 import gymnasium as gym
 import numpy as np
 import pytest
 
 import dialog_gym  # noqa: F401  (registers the ids)
+from dialog_gym.tasks.microworld import MicroWorldTask
 
 BAD_ACTIONS = [
     (10_000, "out of range"),
@@ -82,7 +87,7 @@ def test_vector_bad_actions(actions, message):
 @pytest.mark.parametrize(
     "env_id,kwargs,message",
     [
-        ("DialogQA-Toy-v0", {"vocab_size": 3}, "vocab_size must be 3 special tokens"),
+        ("DialogQA-Toy-v0", {"vocab_size": 3}, r"vocab_size must be an integer in \[4, 65536\] \(3 special tokens"),
         ("DialogQA-Toy-v0", {"vocab_size": 8.0}, "vocab_size"),
         ("DialogQA-Toy-v0", {"vocab_size": 5, "n_questions": 10}, "n_questions=10 is more than the 4"),
         ("DialogQA-Toy-v0", {"vocab_size": 1024, "question_len": 3, "n_questions": 0}, "give n_questions explicitly"),
@@ -149,3 +154,127 @@ def test_bad_demonstration_arguments():
 def test_bad_evaluate_arguments():
     with pytest.raises(ValueError, match="episodes must be a positive integer"):
         dialog_gym.evaluate(dialog_gym.OracleAgent(), "DialogQA-v0", episodes=0)
+
+
+# -- task sizes: bounded before anything is allocated ---------------------------------------------
+
+HUGE = 2**31
+OVERSIZED = [
+    ("DialogQA-Toy-v0", {"vocab_size": HUGE}, "vocab_size"),
+    ("DialogQA-Toy-v0", {"question_len": HUGE}, "question_len"),
+    ("DialogQA-Toy-v0", {"answer_len": HUGE}, "answer_len"),
+    ("DialogQA-Toy-v0", {"vocab_size": 1024, "n_questions": HUGE}, "n_questions"),
+    ("DialogQA-v0", {"n_people": HUGE}, "n_people"),
+    ("DialogQA-v0", {"n_events": HUGE}, "n_events"),
+    ("DialogQA-v0", {"max_turns": HUGE}, "max_turns"),
+    ("Tutor-v0", {"level": HUGE}, "level"),
+    ("Tutor-v0", {"problems": HUGE}, "problems"),
+    ("Tutor-v0", {"curriculum": True, "curriculum_window": HUGE}, "curriculum_window"),
+    ("Conversation-v0", {"max_turns": HUGE}, "max_turns"),
+    ("Conversation-v0", {"max_utterance_tokens": HUGE}, "max_utterance_tokens"),
+    ("TwentyQuestions-v0", {"n_candidates": HUGE}, "n_candidates"),
+    ("TwentyQuestions-v0", {"max_questions": HUGE}, "max_questions"),
+    ("CustomerService-v0", {"max_turns": HUGE}, "max_turns"),
+]
+
+
+@pytest.mark.parametrize("env_id,kwargs,name", OVERSIZED, ids=[f"{e}-{n}" for e, _, n in OVERSIZED])
+def test_oversized_task_arguments_fail_fast_naming_the_value(env_id, kwargs, name):
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match=rf"{name} must be an integer in \[\d+, \d+\].*got {HUGE}") as caught:
+        gym.make(env_id, **kwargs)
+    assert time.perf_counter() - start < 0.5  # nothing of that size was built
+    assert "\n" not in str(caught.value)
+
+
+def test_a_toy_table_too_large_for_memory_is_refused_before_it_is_drawn():
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match=r"1048576 questions .* more than 33554432; lower n_questions"):
+        gym.make("DialogQA-Toy-v0", vocab_size=1024, question_len=64, answer_len=64, n_questions=2**20)
+    assert time.perf_counter() - start < 0.5
+
+
+MISTYPED = [
+    ("DialogQA-Toy-v0", "vocab_size", True),
+    ("DialogQA-Toy-v0", "vocab_size", "16"),
+    ("DialogQA-Toy-v0", "vocab_size", 16.0),
+    ("DialogQA-Toy-v0", "n_questions", 4.0),
+    ("DialogQA-Toy-v0", "table_seed", "0"),
+    ("DialogQA-v0", "n_people", True),
+    ("DialogQA-v0", "n_places", "4"),
+    ("DialogQA-v0", "min_turns", 1.0),
+    ("Tutor-v0", "level", True),
+    ("Tutor-v0", "problems", "2"),
+    ("Tutor-v0", "max_level", 5.0),
+    ("Tutor-v0", "curriculum_threshold", True),
+    ("Tutor-v0", "curriculum_threshold", "0.9"),
+    ("Conversation-v0", "max_utterance_tokens", True),
+    ("Conversation-v0", "max_turns", 2.0),
+    ("Conversation-v0", "language", ["en"]),
+    ("Conversation-v0", "categories", [3]),
+    ("Conversation-v0", "categories", []),
+    ("TwentyQuestions-v0", "n_candidates", np.float64(8)),
+    ("TwentyQuestions-v0", "question_cost", True),
+    ("TwentyQuestions-v0", "question_cost", float("nan")),
+    ("CustomerService-v0", "reveal", "0.5"),
+    ("CustomerService-v0", "max_turns", 8.0),
+    ("CustomerService-v0", "turn_cost", False),
+]
+
+
+@pytest.mark.parametrize("env_id,name,value", MISTYPED, ids=[f"{e}-{n}-{v!r}" for e, n, v in MISTYPED])
+def test_mistyped_task_arguments_are_named(env_id, name, value):
+    with pytest.raises(ValueError, match=re.escape(name)) as caught:
+        gym.make(env_id, **{name: value})
+    message = str(caught.value)
+    assert repr(value)[:20] in message and "\n" not in message
+
+
+def test_numpy_integers_are_integers():
+    assert gym.make("DialogQA-Toy-v0", vocab_size=np.int64(8)).unwrapped.task.vocab_size == 8
+
+
+# -- dataset= -------------------------------------------------------------------------------------
+
+
+def test_explicit_dataset_none_means_the_generated_worlds():
+    assert type(gym.make("DialogQA-v0", dataset=None).unwrapped.task) is MicroWorldTask
+
+
+@pytest.mark.parametrize("dataset", [3, True, b"data.jsonl", ["data.jsonl"]])
+def test_a_dataset_that_is_not_a_path_is_named(dataset):
+    with pytest.raises(TypeError, match=r"dataset must be the path of a JSONL file .*got " + re.escape(repr(dataset))):
+        gym.make("DialogQA-v0", dataset=dataset)
+
+
+def test_an_empty_dataset_path_is_named():
+    with pytest.raises(ValueError, match="dataset path is empty"):
+        gym.make("DialogQA-v0", dataset="")
+
+
+# -- hf: policies never unpickle weights ----------------------------------------------------------
+
+
+class _Trap:
+    """Unpickling this creates the file ``path``: the proof that a pickle was loaded."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_a_pickled_checkpoint_is_refused_without_being_unpickled(tmp_path):
+    pytest.importorskip("transformers")
+    from transformers import GPT2Config
+
+    from agents.hf_policy import HFPolicyConfig, build_hf_policy
+
+    model_dir = tmp_path / "model"
+    GPT2Config(n_layer=1, n_head=1, n_embd=8, vocab_size=16).save_pretrained(model_dir)
+    marker = tmp_path / "unpickled"
+    (model_dir / "pytorch_model.bin").write_bytes(pickle.dumps(_Trap(str(marker))))
+    with pytest.raises(ValueError, match=r"only pickled pytorch_model\*\.bin.*convert them to safetensors") as caught:
+        build_hf_policy(str(model_dir), HFPolicyConfig(vocab_size=16, pad_id=0, context_len=8))
+    assert not marker.exists() and "\n" not in str(caught.value)

@@ -55,7 +55,7 @@ def test_the_oracle_scores_f1_one_per_turn():
     [
         ({"language": "fr"}, "unknown language 'fr'"),
         ({"categories": ["nope"]}, "unknown categories ['nope']"),
-        ({"max_turns": 0}, "max_turns must be a positive integer"),
+        ({"max_turns": 0}, "max_turns must be an integer in [1, 64], got 0"),
     ],
 )
 def test_bad_arguments_are_named(kwargs, message):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import random
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,9 @@ import numpy as np
 import pytest
 
 import dialog_gym  # noqa: F401  (registers the env ids)
+from dialog_gym import jsonl
+from dialog_gym.demonstrations import read_preferences
+from dialog_gym.tasks import dataset as dataset_module
 from dialog_gym.tasks.dataset import DatasetError, JsonlTask, read_jsonl
 from dialog_gym.tokenizers import CharTokenizer, WordTokenizer
 
@@ -342,8 +346,11 @@ def test_malformed_line_is_reported_with_file_line_and_problem(tmp_path, bad, pr
 
 def test_malformed_line_is_reported_through_gym_make(tmp_path) -> None:
     path = write_jsonl(tmp_path, [GOOD, {"context": "c", "question": "q"}], name="broken.jsonl")
-    with pytest.raises(ValueError, match=r"broken\.jsonl.*\n.*line 2: missing field 'answer'"):
+    with pytest.raises(
+        ValueError, match=r"broken\.jsonl: 1 malformed line\(s\): line 2: missing field 'answer'"
+    ) as info:
         make(path)
+    assert "\n" not in str(info.value)
 
 
 def test_keyword_missing_from_its_answer_is_reported(tmp_path) -> None:
@@ -486,3 +493,145 @@ def test_a_byte_order_mark_is_accepted_and_bad_bytes_are_reported_by_line(tmp_pa
     latin1.write_bytes(good.encode() + '{"context": "caf\xe9"}\n'.encode("latin-1"))
     with pytest.raises(ValueError, match=r"(?s)latin1.jsonl.*line 2: not UTF-8"):
         gym.make("DialogQA-v0", dataset=str(latin1))
+
+
+# -- strict reading: what json lets through silently ----------------------------------------------
+
+STRICT_LINES = {
+    "misspelt_field": (
+        '{"context": "c", "qustion": "q", "answer": "a"}',
+        "unknown field 'qustion' (did you mean 'question'?); expected fields: answer, context, keywords, question, split",
+    ),
+    "misspelt_turn_field": (
+        '{"context": "c", "turns": [{"question": "q", "answr": "a"}]}',
+        "turn 0: unknown field 'answr' (did you mean 'answer'?)",
+    ),
+    "field_beside_turns": (
+        '{"context": "c", "keywords": ["a"], "turns": [{"question": "q", "answer": "a"}]}',
+        "unknown field 'keywords'; expected fields: context, split, turns",
+    ),
+    "duplicate_key": ('{"context": "c", "question": "q", "answer": "a", "answer": "b"}', "key 'answer' appears twice"),
+    "lone_surrogate": (
+        '{"context": "c\\ud800", "question": "q", "answer": "a"}',
+        "field 'context' holds the lone surrogate '\\ud800' at character 1",
+    ),
+    "surrogate_in_a_turn": (
+        '{"context": "c", "turns": [{"question": "q", "answer": "\\udfff"}]}',
+        "field 'turns[0].answer' holds the lone surrogate",
+    ),
+    "deep_nesting": ("[" * 100_000 + "]" * 100_000, "nested too deeply to read"),
+    "nesting_json_reads": (
+        '{"context": "c", "question": "q", "answer": "a", "keywords": ' + "[" * 40 + "]" * 40 + "}",
+        "nested too deeply to read",
+    ),
+    "too_many_digits": ('{"context": ' + "9" * 5000 + "}", "not valid JSON"),
+    "too_many_turns": (
+        json.dumps({"context": "c", "turns": [{"question": "q", "answer": "a"}] * 65}),
+        "'turns' holds 65 turns, more than 64",
+    ),
+}
+
+
+@pytest.mark.parametrize(("bad", "problem"), list(STRICT_LINES.values()), ids=list(STRICT_LINES))
+def test_what_json_lets_through_is_refused_in_one_line(tmp_path, bad, problem) -> None:
+    path = write_jsonl(tmp_path, [GOOD, bad], name="strict.jsonl")
+    with pytest.raises(DatasetError) as info:
+        make(path)
+    message = str(info.value)
+    assert "strict.jsonl: 1 malformed line(s): line 2: " in message
+    assert problem in message and "\n" not in message
+
+
+def test_a_huge_line_is_refused_without_reading_it_whole(tmp_path) -> None:
+    path = tmp_path / "huge.jsonl"
+    context = "word " * 4_000_000  # 20 MB: a window of 4 million tokens
+    path.write_text(json.dumps(GOOD) + "\n" + json.dumps({**GOOD, "context": context}) + "\n" + json.dumps(GOOD))
+    start = time.perf_counter()
+    with pytest.raises(
+        DatasetError, match=r"line 2: 20000\d+ bytes long, more than the 1048576 a line may hold"
+    ) as info:
+        make(path)
+    assert time.perf_counter() - start < 1.0
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "record,problem",
+    [
+        ({**GOOD, "context": "w " * 5000}, "line 1: the context is 5000 tokens long, more than the 4096"),
+        ({**GOOD, "question": "w " * 2000}, "line 1: turn 0: the question is 2000 tokens long, more than the 1024"),
+        ({**GOOD, "answer": "w " * 1500, "keywords": ["w"]}, "turn 0: the answer is 1500 tokens long"),
+        (
+            {"context": "w " * 4000, "turns": [{"question": "q", "answer": "a " * 1000}] * 5},
+            "line 1: the whole dialogue (context, questions and answers) is 9005 tokens long, more than the 8192",
+        ),
+    ],
+    ids=["context", "question", "answer", "dialogue"],
+)
+def test_texts_longer_than_an_episode_can_show_are_named(tmp_path, record, problem) -> None:
+    with pytest.raises(DatasetError, match=re.escape(problem)) as info:
+        make(write_jsonl(tmp_path, [record]))
+    assert "\n" not in str(info.value)
+
+
+def test_an_episode_table_too_large_is_refused_before_it_is_allocated(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(dataset_module, "MAX_TABLE_CELLS", 100)
+    with pytest.raises(
+        DatasetError, match=r"3 examples padded to 3 turns of \d+ tokens need \d+ token slots, more than 100"
+    ):
+        make(write_jsonl(tmp_path, MULTI))
+
+
+def test_file_size_and_line_count_are_bounded(tmp_path, monkeypatch) -> None:
+    path = write_jsonl(tmp_path, [GOOD] * 5, name="five.jsonl")
+    monkeypatch.setattr(jsonl, "MAX_LINES", 3)
+    with pytest.raises(DatasetError, match=r"five\.jsonl' has more than 3 lines; split it"):
+        make(path)
+    monkeypatch.setattr(jsonl, "MAX_FILE_BYTES", 10)
+    with pytest.raises(DatasetError, match=r"five\.jsonl' is \d+ bytes, more than the 10 read into memory"):
+        make(path)
+
+
+def test_a_directory_or_a_utf16_file_is_named(tmp_path) -> None:
+    with pytest.raises(DatasetError, match=r"dataset '.*' is a directory; pass the path of a JSONL file"):
+        make(tmp_path)
+    utf16 = tmp_path / "utf16.jsonl"
+    utf16.write_text(json.dumps(GOOD) + "\n", encoding="utf-16")
+    with pytest.raises(DatasetError, match=r"utf16\.jsonl' is UTF-16 text; save it as UTF-8"):
+        make(utf16)
+
+
+def test_a_tokenizer_that_is_neither_a_name_nor_a_tokenizer_is_named(tmp_path) -> None:
+    with pytest.raises(TypeError, match=r"tokenizer must be 'word', 'char' or a Tokenizer object, got 3 \(int\)"):
+        JsonlTask(write_jsonl(tmp_path, MULTI), tokenizer=3)
+
+
+# -- preference files share the reader ------------------------------------------------------------
+
+PAIR = {"context": "john has the ball .", "chosen": "john", "rejected": "nobody"}
+
+
+@pytest.mark.parametrize(
+    "bad,problem",
+    [
+        ('{"context": "c", "chosen": "a", "rejectd": "b"}', "unknown field 'rejectd' (did you mean 'rejected'?)"),
+        ('{"context": "c", "chosen": "a", "chosen": "b", "rejected": "c"}', "key 'chosen' appears twice"),
+        ('{"context": "\\ud800", "chosen": "a", "rejected": "b"}', "field 'context' holds the lone surrogate"),
+        ("[" * 100_000 + "]" * 100_000, "nested too deeply to read"),
+        (json.dumps({**PAIR, "chosen": "john " * 1100}), "field 'chosen' is 1100 tokens long, more than 1024"),
+    ],
+    ids=["misspelt", "duplicate", "surrogate", "deep", "long"],
+)
+def test_bad_preference_lines_are_refused_in_one_line(tmp_path, bad, problem) -> None:
+    tokenizer = gym.make("DialogQA-v0").unwrapped.tokenizer
+    path = write_jsonl(tmp_path, [PAIR, bad], name="pairs.jsonl")
+    with pytest.raises(DatasetError) as info:
+        read_preferences(path, tokenizer)
+    message = str(info.value)
+    assert "pairs.jsonl: 1 malformed line(s): line 2: " in message and problem in message and "\n" not in message
+
+
+def test_a_preference_path_that_is_a_directory_is_named(tmp_path) -> None:
+    tokenizer = gym.make("DialogQA-v0").unwrapped.tokenizer
+    with pytest.raises(DatasetError, match="preference file .* is a directory"):
+        read_preferences(tmp_path, tokenizer)

@@ -35,7 +35,7 @@ def test_specials_take_ids_0_to_6(cls: type[VocabTokenizer]) -> None:
 
 def test_word_normalize_splits_words_and_punctuation() -> None:
     assert WordTokenizer.normalize("  Hello,   WORLD!!  ") == "hello , world ! !"
-    assert WordTokenizer.normalize("ｆｕｌｌ－ｗｉｄｔｈ") == "full - width"  # NFKC folds width
+    assert WordTokenizer.normalize("ｆｕｌｌ－ｗｉｄｔｈ") == "ｆｕｌｌ － ｗｉｄｔｈ"  # full width is kept as written
     assert WordTokenizer.normalize("") == ""
 
 
@@ -50,7 +50,7 @@ def test_word_round_trip(text: str) -> None:
 
 def test_char_normalize_collapses_whitespace_and_keeps_case() -> None:
     assert CharTokenizer.normalize("  Hi \t\n  There  ") == "Hi There"
-    assert CharTokenizer.normalize("ｆｕｌｌ，ｏｋ？") == "full,ok?"  # NFKC folds full width
+    assert CharTokenizer.normalize("ｆｕｌｌ，ｏｋ？") == "ｆｕｌｌ，ｏｋ？"  # full width is kept as written
     assert CharTokenizer.normalize("\u3000中\u00a0文\n") == "中 文"
 
 
@@ -65,7 +65,7 @@ def test_char_round_trip(text: str) -> None:
 
 def test_chinese_char_tokenizer_has_one_id_per_character() -> None:
     tok = CharTokenizer.from_corpus([CHINESE])
-    assert [tok.id_to_token(i) for i in tok.encode(CHINESE)] == list("我喜欢学习中文。你呢?")
+    assert [tok.id_to_token(i) for i in tok.encode(CHINESE)] == list("我喜欢学习中文。你呢？")
     assert tok.decode(tok.encode("我学中文")) == "我学中文"
 
 
@@ -209,8 +209,8 @@ def test_repr_names_class_and_size() -> None:
 
 _SPECIALS = list(SPECIAL_TOKENS)
 _BAD_FILES = {
-    "not_json": ("{not json", "not valid UTF-8 JSON"),
-    "not_utf8": (b"\xff\xfe\x00garbage", "not valid UTF-8 JSON"),
+    "not_json": ("{not json", "not valid JSON"),
+    "not_utf8": (b"\xff\xfe\x00garbage", "not UTF-8 text"),
     "top_level_list": (json.dumps(_SPECIALS), "top level is list"),
     "missing_type": (json.dumps({"tokens": _SPECIALS}), "'type' is None; expected one of"),
     "wrong_type": (json.dumps({"type": "bpe", "tokens": _SPECIALS}), "'type' is 'bpe'"),
@@ -269,3 +269,123 @@ def test_skip_special_property(texts: list[str], ids: list[int]) -> None:
     ids = [i % tok.vocab_size for i in ids]
     kept = [i for i in ids if i >= len(SPECIAL_TOKENS)]
     assert tok.decode(ids, skip_special=True) == tok.decode(kept)
+
+
+# -- text is kept as written ----------------------------------------------------------------------
+
+FULL_WIDTH = "小红在哪里？她说：“你好，ｏｋ！”"
+
+
+def test_chinese_text_round_trips_exactly_through_the_char_tokenizer() -> None:
+    tok = CharTokenizer.from_corpus([FULL_WIDTH])
+    assert tok.decode(tok.encode("小红在哪里？")) == "小红在哪里？"
+    assert tok.decode(tok.encode(FULL_WIDTH)) == FULL_WIDTH
+    assert tok.token_to_id("？") is not None and tok.token_to_id("?") is None
+
+
+def test_the_word_tokenizer_keeps_full_width_punctuation() -> None:
+    tok = WordTokenizer.from_corpus([FULL_WIDTH])
+    assert tok.decode(tok.encode("小红在哪里？")) == "小红在哪里 ？"
+    assert "?" not in tok.tokens
+
+
+def test_chinese_conversations_are_shown_as_written() -> None:
+    import gymnasium as gym
+
+    import dialog_gym  # noqa: F401
+
+    env = gym.make("Conversation-v0", language="zh")
+    tok = env.unwrapped.tokenizer
+    assert tok.token_to_id("？") is not None
+    turns = [t for e in env.unwrapped.task.examples["train"] for t in e.turns]
+    asked = next(t.question for t in turns if "？" in t.question)
+    assert tok.decode(tok.encode(asked)) == " ".join(asked.split())
+
+
+# -- bad tokenizer input --------------------------------------------------------------------------
+
+
+def test_texts_with_a_lone_surrogate_are_refused() -> None:
+    with pytest.raises(ValueError, match=r"texts\[1\] holds the lone surrogate '\\ud800' at character 2"):
+        CharTokenizer.from_corpus(["ok", "ab\ud800"])
+    with pytest.raises(ValueError, match="token 7 '\\\\udc00' holds a lone surrogate"):
+        WordTokenizer([*SPECIAL_TOKENS, "\udc00"])
+
+
+@pytest.mark.parametrize(
+    "content,match",
+    [
+        ('{"type": "word", "type": "char", "tokens": []}', "key 'type' appears twice"),
+        ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
+        (json.dumps({"type": "char", "tokens": [*SPECIAL_TOKENS, "\ud800"]}), "lone surrogate"),
+    ],
+    ids=["duplicate_key", "deep", "surrogate"],
+)
+def test_load_rejects_what_json_lets_through(tmp_path, content: str, match: str) -> None:
+    path = tmp_path / "tok.json"
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(ValueError, match=match) as excinfo:
+        load_tokenizer(path)
+    assert str(path) in str(excinfo.value) and "\n" not in str(excinfo.value)
+
+
+def test_load_names_a_directory_and_a_non_path(tmp_path) -> None:
+    with pytest.raises(ValueError, match="not a regular file"):
+        load_tokenizer(tmp_path)
+    with pytest.raises(TypeError, match=r"got 3 \(int\)"):
+        load_tokenizer(3)  # type: ignore[arg-type]  # deliberate bad input
+
+
+# -- Hugging Face tokenizer directories -----------------------------------------------------------
+
+
+def _hf_dir(tmp_path, files: dict[str, str]):
+    directory = tmp_path / "tok"
+    directory.mkdir()
+    for name, content in files.items():
+        (directory / name).write_text(content, encoding="utf-8")
+    return directory
+
+
+def _tokenizer_without_tokens(tmp_path):
+    from tokenizers import Tokenizer as RustTokenizer
+    from tokenizers import models
+    from transformers import PreTrainedTokenizerFast
+
+    directory = tmp_path / "no_tokens"
+    PreTrainedTokenizerFast(tokenizer_object=RustTokenizer(models.BPE()), eos_token="<eos>").save_pretrained(directory)
+    return directory
+
+
+@pytest.mark.parametrize(
+    "files,match",
+    [
+        ({}, "holds no tokenizer files"),
+        ({"tokenizer.json": "{not json"}, r"tokenizer\.json: not valid JSON"),
+        ({"tokenizer_config.json": "[" * 100_000 + "]" * 100_000}, r"tokenizer_config\.json: nested too deeply"),
+        ({"tokenizer.json": "[1, 2]"}, r"tokenizer\.json holds a JSON list; expected an object"),
+        ({"tokenizer.json": '{"a": 1}'}, "cannot be loaded by AutoTokenizer"),
+        ({"tokenizer.json": b"\xff\xfe".decode("latin-1")}, "not UTF-8 text|not valid JSON"),
+    ],
+    ids=["empty", "not_json", "deep", "list", "wrong_schema", "not_utf8"],
+)
+def test_bad_hf_tokenizer_directories_are_refused_in_one_line(tmp_path, files: dict, match: str) -> None:
+    pytest.importorskip("transformers")
+    from dialog_gym.hf_tokenizer import as_hf_tokenizer
+
+    directory = _hf_dir(tmp_path, files)
+    with pytest.raises(ValueError, match=match) as excinfo:
+        as_hf_tokenizer(str(directory))
+    assert str(directory) in str(excinfo.value) and "\n" not in str(excinfo.value)
+
+
+def test_an_hf_tokenizer_without_a_token_to_spell_text_is_refused(tmp_path) -> None:
+    pytest.importorskip("transformers")
+    import gymnasium as gym
+
+    import dialog_gym  # noqa: F401
+
+    directory = _tokenizer_without_tokens(tmp_path)
+    with pytest.raises(ValueError, match=r"holds 1 token\(s\), none of which spells text") as excinfo:
+        gym.make("DialogQA-v0", tokenizer=str(directory))
+    assert str(directory) in str(excinfo.value) and "\n" not in str(excinfo.value)

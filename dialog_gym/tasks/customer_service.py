@@ -20,6 +20,7 @@ import numpy as np
 
 from dialog_gym import random_streams as rs
 from dialog_gym.episodes import EpisodeLimits, Episodes, concat_ragged
+from dialog_gym.tasks.arguments import check_int, check_number
 from dialog_gym.tasks.base import InteractiveTask, Reply, check_split, keys_in_split
 from dialog_gym.tokenizers import WordTokenizer
 
@@ -61,16 +62,10 @@ class CustomerServiceTask(InteractiveTask):
     filler_ids: tuple[int, ...] = ()
 
     def __init__(self, reveal: float = 0.5, max_turns: int = 8, turn_cost: float = 0.05) -> None:
-        if isinstance(reveal, bool) or not isinstance(reveal, (int, float)) or not 0 <= reveal <= 1:
-            raise ValueError(f"reveal (the chance the opening states a slot) must be in [0, 1], got {reveal!r}")
-        if isinstance(max_turns, bool) or not isinstance(max_turns, int) or not len(SLOTS) + 1 <= max_turns <= 64:
-            raise ValueError(
-                f"max_turns must be an integer in [{len(SLOTS) + 1}, 64] (room to ask every slot and book), "
-                f"got {max_turns!r}"
-            )
-        if isinstance(turn_cost, bool) or not isinstance(turn_cost, (int, float)) or not 0 <= turn_cost < 1:
-            raise ValueError(f"turn_cost must be a number in [0, 1), got {turn_cost!r}")
-        self.reveal, self.max_turns, self.turn_cost = float(reveal), max_turns, float(turn_cost)
+        reveal = check_number("reveal", reveal, 0.0, 1.0, meaning="the chance the opening states a slot")
+        max_turns = check_int("max_turns", max_turns, len(SLOTS) + 1, 64, "room to ask every slot and book")
+        turn_cost = check_number("turn_cost", turn_cost, 0.0, 1.0, open_high=True)
+        self.reveal, self.max_turns, self.turn_cost = reveal, max_turns, turn_cost
         self.tokenizer = WordTokenizer.from_corpus(corpus())
         tok = self.tokenizer
         self._id = {token: i for i, token in enumerate(tok.tokens)}

@@ -10,7 +10,9 @@ or a conversation about one context::
 
 ``keywords`` is optional (default: the answer itself); each keyword must occur in its answer. A
 line may say ``"split": "train"`` or ``"test"``; when no line does, a stable hash of each line's
-content puts one line in five into ``test``. Every malformed line is reported with its number.
+content puts one line in five into ``test``. Every malformed line is reported with its number,
+and so is a field the format does not name. A line may hold at most ``MAX_TURNS`` turns, and its
+texts at most ``MAX_CONTEXT_TOKENS`` / ``MAX_QUESTION_TOKENS`` / ``MAX_ANSWER_TOKENS`` tokens.
 """
 
 from __future__ import annotations
@@ -23,11 +25,25 @@ from dataclasses import dataclass
 import numpy as np
 
 from dialog_gym.episodes import SPLITS, EpisodeLimits, Episodes, pad_sequences
+from dialog_gym.jsonl import DatasetError, brief, checked_path, malformed, read_objects, unknown_fields
 from dialog_gym.tasks.base import check_split
 from dialog_gym.tokenizers import CharTokenizer, Tokenizer, WordTokenizer
 
+__all__ = ["DatasetError", "Example", "ExampleTask", "JsonlTask", "Turn", "read_jsonl"]
+
 FILLER = "the answer is"
 TEST_HASH_MODULUS = 5
+SINGLE_FIELDS = ("context", "question", "answer", "keywords", "split")
+LINE_FIELDS = ("context", "turns", "split")
+TURN_FIELDS = ("question", "answer", "keywords")
+# What one line may hold, so that a single huge line cannot set a window of millions of tokens.
+MAX_TURNS = 64
+MAX_KEYWORDS = 32
+MAX_CONTEXT_TOKENS = 4096
+MAX_QUESTION_TOKENS = 1024
+MAX_ANSWER_TOKENS = 1024
+MAX_DIALOGUE_TOKENS = 8192  # context, questions and answers of one line together
+MAX_TABLE_CELLS = 1 << 27  # token slots of the padded episode table (1 GiB of int64)
 
 
 @dataclass(frozen=True)
@@ -47,16 +63,10 @@ class Example:
     line: int
 
 
-class DatasetError(ValueError):
-    """A dataset file that cannot be read; the message lists every problem with its line number."""
-
-
 def read_jsonl(path: str | os.PathLike[str]) -> list[Example]:
     """Parse and validate every line of ``path``; raise ``DatasetError`` listing all bad lines."""
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"dataset file {path!r} does not exist; pass the path of a JSONL file")
-    records, problems = jsonl_objects(path)
+    path = checked_path(path, "dataset")
+    records, problems = read_objects(path, "dataset")
     examples = []
     for number, record in records:
         try:
@@ -64,51 +74,33 @@ def read_jsonl(path: str | os.PathLike[str]) -> list[Example]:
         except ValueError as error:
             problems.append(f"line {number}: {error}")
     if problems:
-        shown = problems[:20] + ([f"... and {len(problems) - 20} more"] if len(problems) > 20 else [])
-        raise DatasetError(f"{path}: {len(problems)} malformed line(s):\n  " + "\n  ".join(shown))
+        raise DatasetError(malformed(path, problems))
     if not examples:
         raise DatasetError(f"{path}: the file holds no examples; expected one JSON object per line")
     return examples
 
 
-def jsonl_objects(path: str) -> tuple[list[tuple[int, dict]], list[str]]:
-    """Every non-blank line of a UTF-8 JSONL file (a BOM allowed) as ``(line number, object)``, and a
-    one-line problem for each line that is not UTF-8, not JSON or not a JSON object."""
-    records, problems = [], []
-    with open(path, "rb") as handle:
-        for number, raw_bytes in enumerate(handle, start=1):
-            try:
-                raw = raw_bytes.decode("utf-8-sig" if number == 1 else "utf-8")
-            except UnicodeDecodeError as error:
-                problems.append(f"line {number}: not UTF-8 text ({error.reason} at byte {error.start})")
-                continue
-            if not raw.strip():
-                continue
-            try:
-                record = json.loads(raw)
-            except json.JSONDecodeError as error:
-                problems.append(f"line {number}: not valid JSON ({error.msg} at column {error.colno})")
-                continue
-            if not isinstance(record, dict):
-                problems.append(f"line {number}: expected a JSON object, got {type(record).__name__}")
-                continue
-            records.append((number, record))
-    return records, problems
-
-
 def _parse_record(record: dict, number: int) -> Example:
+    if "turns" in record and ("question" in record or "answer" in record):
+        raise ValueError("give either 'question'/'answer' or 'turns', not both")
+    unknown = unknown_fields(record, LINE_FIELDS if "turns" in record else SINGLE_FIELDS)
+    if unknown is not None:
+        raise ValueError(unknown)
     context = _text(record, "context")
     if "turns" in record:
-        if "question" in record or "answer" in record:
-            raise ValueError("give either 'question'/'answer' or 'turns', not both")
         turns = record["turns"]
         if not isinstance(turns, list) or not turns:
             raise ValueError("'turns' must be a non-empty list of {question, answer, keywords?} objects")
+        if len(turns) > MAX_TURNS:
+            raise ValueError(f"'turns' holds {len(turns)} turns, more than {MAX_TURNS}; split the conversation")
         parsed = []
         for i, turn in enumerate(turns):
             if not isinstance(turn, dict):
                 raise ValueError(f"turn {i} must be an object, got {type(turn).__name__}")
             try:
+                unknown = unknown_fields(turn, TURN_FIELDS)
+                if unknown is not None:
+                    raise ValueError(unknown)
                 parsed.append(_turn(turn))
             except ValueError as error:
                 raise ValueError(f"turn {i}: {error}") from None
@@ -116,7 +108,7 @@ def _parse_record(record: dict, number: int) -> Example:
         parsed = [_turn(record)]
     split = record.get("split")
     if split is not None and split not in SPLITS:
-        raise ValueError(f"'split' must be one of {list(SPLITS)}, got {split!r}")
+        raise ValueError(f"'split' must be one of {list(SPLITS)}, got {brief(split)}")
     return Example(context=context, turns=tuple(parsed), split=split, line=number)
 
 
@@ -124,7 +116,9 @@ def _turn(record: dict) -> Turn:
     question, answer = _text(record, "question"), _text(record, "answer")
     keywords = record.get("keywords", [answer])
     if not isinstance(keywords, list) or not keywords or not all(isinstance(k, str) and k.strip() for k in keywords):
-        raise ValueError(f"'keywords' must be a non-empty list of non-empty strings, got {keywords!r}")
+        raise ValueError(f"'keywords' must be a non-empty list of non-empty strings, got {brief(keywords)}")
+    if len(keywords) > MAX_KEYWORDS:
+        raise ValueError(f"'keywords' holds {len(keywords)} keywords, more than {MAX_KEYWORDS}; keep the telling ones")
     return Turn(question=question, answer=answer, keywords=tuple(keywords))
 
 
@@ -133,7 +127,7 @@ def _text(record: dict, field: str) -> str:
         raise ValueError(f"missing field {field!r}")
     value = record[field]
     if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"field {field!r} must be a non-empty string, got {value!r}")
+        raise ValueError(f"field {field!r} must be a non-empty string, got {brief(value)}")
     return value
 
 
@@ -143,66 +137,94 @@ def _stable_split(example: Example) -> str:
     return "test" if digest % TEST_HASH_MODULUS == 0 else "train"
 
 
+@dataclass
+class _Pieces:
+    """The token ids of one example's texts, before speaker markers are added."""
+
+    context: list[int]
+    questions: list[list[int]]
+    answers: list[list[int]]
+    keywords: list[list[list[int]]]
+
+
 class ExampleTask:
     """Episodes from a list of examples (contexts with their turns), split and tokenized.
 
     ``source`` names where the examples came from in error messages. Examples without a split
     go to ``test`` by a stable hash of their content (one in five) unless some example has one.
+    Every example is checked (lengths, keywords) before the episode tables are allocated.
     """
 
     default_reward = "keyword"
 
     def __init__(self, examples: list[Example], tokenizer: str | Tokenizer = "word", source: str = "examples") -> None:
         self.source = source
-        texts = (
-            [FILLER]
-            + [e.context for e in examples]
-            + [x for e in examples for t in e.turns for x in (t.question, t.answer, *t.keywords)]
-        )
-        if tokenizer == "word":
-            self.tokenizer: Tokenizer = WordTokenizer.from_corpus(texts)
-        elif tokenizer == "char":
-            self.tokenizer = CharTokenizer.from_corpus(texts)
-        elif isinstance(tokenizer, str):
-            raise ValueError(f"unknown tokenizer {tokenizer!r}; expected 'word', 'char' or a Tokenizer object")
-        else:
-            self.tokenizer = tokenizer
+        self.tokenizer = _build_tokenizer(tokenizer, examples)
         self.filler_ids = tuple(self.tokenizer.encode(FILLER))
-        problems = [f"line {e.line}: {p}" for e in examples for p in self._keyword_problems(e)]
+        problems, limits = [], None
+        for example in examples:
+            pieces = self._pieces(example)
+            found = self._problems(example, pieces)
+            problems += [f"line {example.line}: {p}" for p in found]
+            if not found:
+                limits = _widen(limits, self._assemble(pieces))
         if problems:
-            raise DatasetError(f"{self.source}: {len(problems)} malformed line(s):\n  " + "\n  ".join(problems[:20]))
+            raise DatasetError(malformed(self.source, problems))
+        if limits is None:
+            raise DatasetError(f"{self.source}: holds no examples; expected at least one")
+        self.limits = limits
+        _check_table_size(self.source, len(examples), limits)
         explicit = any(e.split is not None for e in examples)
         self.examples = {
             split: [e for e in examples if (e.split or ("train" if explicit else _stable_split(e))) == split]
             for split in SPLITS
         }
-        encoded = {split: [self._encode(e) for e in chosen] for split, chosen in self.examples.items()}
-        self.limits = _limits([x for split in SPLITS for x in encoded[split]])
-        self.tables = {split: self._table(encoded[split]) for split in SPLITS}
+        self.tables = {split: self._table(self.examples[split]) for split in SPLITS}
 
-    def _keyword_problems(self, example: Example) -> list[str]:
-        """Keywords that are not a run of their answer's tokens (the reference would score -1)."""
-        problems = []
-        for t, turn in enumerate(example.turns):
-            answer = self.tokenizer.encode(turn.answer)
-            for keyword in turn.keywords:
-                ids = self.tokenizer.encode(keyword)
+    def _pieces(self, example: Example) -> _Pieces:
+        encode = self.tokenizer.encode
+        return _Pieces(
+            context=encode(example.context),
+            questions=[encode(t.question) for t in example.turns],
+            answers=[encode(t.answer) for t in example.turns],
+            keywords=[[encode(k) for k in t.keywords] for t in example.turns],
+        )
+
+    def _problems(self, example: Example, pieces: _Pieces) -> list[str]:
+        """Texts longer than an episode may show, and keywords that are not a run of their answer's
+        tokens (the reference would score -1)."""
+        context = len(pieces.context)
+        problems = [] if context <= MAX_CONTEXT_TOKENS else [_too_long("the context", context, MAX_CONTEXT_TOKENS)]
+        total = context + sum(map(len, pieces.questions)) + sum(map(len, pieces.answers))
+        for t, (turn, question, answer) in enumerate(zip(example.turns, pieces.questions, pieces.answers)):
+            for name, ids, most in (("question", question, MAX_QUESTION_TOKENS), ("answer", answer, MAX_ANSWER_TOKENS)):
+                if len(ids) > most:
+                    problems.append(f"turn {t}: " + _too_long(f"the {name}", len(ids), most))
+            if len(answer) > MAX_ANSWER_TOKENS:
+                continue
+            for keyword, ids in zip(turn.keywords, pieces.keywords[t]):
                 if not any(answer[i : i + len(ids)] == ids for i in range(len(answer) - len(ids) + 1)):
-                    problems.append(f"turn {t}: keyword {keyword!r} does not occur in the answer {turn.answer!r}")
+                    problems.append(
+                        f"turn {t}: keyword {brief(keyword)} does not occur in the answer {brief(turn.answer)}"
+                    )
+        if total > MAX_DIALOGUE_TOKENS and not problems:
+            problems.append(
+                _too_long("the whole dialogue (context, questions and answers)", total, MAX_DIALOGUE_TOKENS)
+            )
         return problems
 
-    def _encode(self, example: Example) -> tuple[list[list[int]], list[list[int]], list[list[list[int]]], int]:
+    def _assemble(self, pieces: _Pieces) -> tuple[list[list[int]], list[list[int]], list[list[list[int]]], int]:
+        """The user segments (with speaker markers), answers, keywords and first question length."""
         tok = self.tokenizer
-        questions = [_present(tok.user_id, *tok.encode(t.question), tok.agent_id) for t in example.turns]
-        segments = [_present(tok.bos_id, *tok.encode(example.context), tok.sep_id) + questions[0], *questions[1:]]
-        answers = [tok.encode(t.answer) for t in example.turns]
-        keywords = [[tok.encode(k) for k in t.keywords] for t in example.turns]
-        return segments, answers, keywords, len(questions[0])
+        questions = [_present(tok.user_id, *q, tok.agent_id) for q in pieces.questions]
+        segments = [_present(tok.bos_id, *pieces.context, tok.sep_id) + questions[0], *questions[1:]]
+        return segments, pieces.answers, pieces.keywords, len(questions[0])
 
-    def _table(self, encoded: list) -> Episodes:
+    def _table(self, examples: list[Example]) -> Episodes:
         limits, pad = self.limits, self.tokenizer.pad_id
-        table = Episodes.empty(len(encoded), limits, pad)
-        for row, (segments, answers, keywords, _) in enumerate(encoded):
+        table = Episodes.empty(len(examples), limits, pad)
+        for row, example in enumerate(examples):
+            segments, answers, keywords, _ = self._assemble(self._pieces(example))
             table.segments[row], table.segment_len[row] = _padded(
                 segments, limits.max_turns, limits.max_segment_len, pad
             )
@@ -214,7 +236,7 @@ class ExampleTask:
                     turn_keywords, limits.max_keywords, limits.max_keyword_len, pad
                 )
             table.n_turns[row] = len(segments)
-        table.index[:] = np.arange(len(encoded), dtype=np.uint64)
+        table.index[:] = np.arange(len(examples), dtype=np.uint64)
         return table
 
     def num_examples(self, split: str) -> int | None:
@@ -232,8 +254,8 @@ class JsonlTask(ExampleTask):
     """Episodes read from a JSONL file; see the module docstring for the format."""
 
     def __init__(self, path: str | os.PathLike[str], tokenizer: str | Tokenizer = "word") -> None:
-        self.path = os.fspath(path)
-        super().__init__(read_jsonl(path), tokenizer, source=self.path)
+        self.path = checked_path(path, "dataset")
+        super().__init__(read_jsonl(self.path), tokenizer, source=self.path)
 
 
 def _present(*ids: int | None) -> list[int]:
@@ -248,13 +270,49 @@ def _padded(sequences: list[list[int]], rows: int, width: int, pad: int) -> tupl
     return out, out_len
 
 
-def _limits(encoded: list) -> EpisodeLimits:
-    return EpisodeLimits(
-        max_turns=max(len(s) for s, _, _, _ in encoded),
-        max_segment_len=max(len(x) for s, _, _, _ in encoded for x in s),
-        max_dialogue_len=max(sum(len(x) for x in s) for s, _, _, _ in encoded),
-        max_question_len=max(max([q0, *(len(x) for x in s[1:])]) for s, _, _, q0 in encoded),
-        max_reference_len=max(len(x) for _, a, _, _ in encoded for x in a),
-        max_keywords=max(len(k) for _, _, ks, _ in encoded for k in ks),
-        max_keyword_len=max(len(x) for _, _, ks, _ in encoded for k in ks for x in k),
+def _build_tokenizer(tokenizer: object, examples: list[Example]) -> Tokenizer:
+    """``"word"`` or ``"char"``: a vocabulary built from the examples' text; a Tokenizer is used as it is."""
+    if isinstance(tokenizer, str):
+        kinds = {"word": WordTokenizer, "char": CharTokenizer}
+        if tokenizer not in kinds:
+            raise ValueError(f"unknown tokenizer {tokenizer!r}; expected 'word', 'char' or a Tokenizer object")
+        texts = [FILLER] + [e.context for e in examples]
+        texts += [x for e in examples for t in e.turns for x in (t.question, t.answer, *t.keywords)]
+        return kinds[tokenizer].from_corpus(texts)
+    if not isinstance(tokenizer, Tokenizer):
+        raise TypeError(
+            f"tokenizer must be 'word', 'char' or a Tokenizer object, got {brief(tokenizer)} ({type(tokenizer).__name__})"
+        )
+    return tokenizer
+
+
+def _too_long(what: str, length: int, most: int) -> str:
+    return f"{what} is {length} tokens long, more than the {most} an episode may show; shorten it"
+
+
+def _widen(limits: EpisodeLimits | None, encoded: tuple) -> EpisodeLimits:
+    """``limits`` grown to hold one more encoded example."""
+    segments, answers, keywords, first_question = encoded
+    sizes = EpisodeLimits(
+        max_turns=len(segments),
+        max_segment_len=max(len(x) for x in segments),
+        max_dialogue_len=sum(len(x) for x in segments),
+        max_question_len=max([first_question, *(len(x) for x in segments[1:])]),
+        max_reference_len=max(len(x) for x in answers),
+        max_keywords=max(len(k) for k in keywords),
+        max_keyword_len=max(len(x) for k in keywords for x in k),
     )
+    if limits is None:
+        return sizes
+    return EpisodeLimits(**{f: max(getattr(limits, f), getattr(sizes, f)) for f in EpisodeLimits.__dataclass_fields__})
+
+
+def _check_table_size(source: str, rows: int, limits: EpisodeLimits) -> None:
+    """Refuse, before allocating, an episode table of more than ``MAX_TABLE_CELLS`` token slots."""
+    per_turn = limits.max_segment_len + limits.max_reference_len + limits.max_keywords * limits.max_keyword_len
+    cells = rows * limits.max_turns * per_turn
+    if cells > MAX_TABLE_CELLS:
+        raise DatasetError(
+            f"{source}: {rows} examples padded to {limits.max_turns} turns of {per_turn} tokens need {cells} token "
+            f"slots, more than {MAX_TABLE_CELLS}; use fewer examples or shorten the longest contexts"
+        )

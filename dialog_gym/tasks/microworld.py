@@ -22,6 +22,7 @@ import numpy as np
 
 from dialog_gym import random_streams as rs
 from dialog_gym.episodes import EpisodeLimits, Episodes
+from dialog_gym.tasks.arguments import check_int
 from dialog_gym.tasks.base import check_split
 from dialog_gym.tokenizers import WordTokenizer
 
@@ -146,12 +147,12 @@ class MicroWorldTask:
         min_turns: int = 1,
         max_turns: int = 3,
     ) -> None:
-        _check_range("n_people", n_people, 1, len(FEMALE) + len(MALE))
-        _check_range("n_places", n_places, 2, len(PLACES))
-        _check_range("n_objects", n_objects, 1, len(OBJECTS))
-        _check_range("n_events", n_events, 0, 64)
-        _check_range("min_turns", min_turns, 1, 16)
-        _check_range("max_turns", max_turns, min_turns, 16)
+        n_people = check_int("n_people", n_people, 1, len(FEMALE) + len(MALE))
+        n_places = check_int("n_places", n_places, 2, len(PLACES))
+        n_objects = check_int("n_objects", n_objects, 1, len(OBJECTS))
+        n_events = check_int("n_events", n_events, 0, 64)
+        min_turns = check_int("min_turns", min_turns, 1, 16)
+        max_turns = check_int("max_turns", max_turns, min_turns, 16)
         self.n_people, self.n_places, self.n_objects, self.n_events = n_people, n_places, n_objects, n_events
         self.min_turns, self.max_turns = min_turns, max_turns
         self.tokenizer = WordTokenizer.from_corpus(world_corpus())
@@ -406,8 +407,3 @@ def _columns(batch: int, lines: int, *columns: int | np.ndarray) -> np.ndarray:
     for c, column in enumerate(columns):
         out[:, :, c] = np.reshape(column, (batch, lines)) if np.ndim(column) == 1 and lines == 1 else column
     return out.reshape(batch, lines * len(columns))
-
-
-def _check_range(name: str, value: object, low: int, high: int) -> None:
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or not low <= value <= high:
-        raise ValueError(f"{name} must be an integer in [{low}, {high}], got {value!r}")

@@ -12,10 +12,14 @@ from collections.abc import Sequence
 import numpy as np
 
 from dialog_gym.episodes import EpisodeLimits, Episodes
+from dialog_gym.tasks.arguments import check_int
 from dialog_gym.tasks.base import check_split
 
 TOY_SPECIALS = ("<pad>", "<eos>", "<agent>")
-MAX_FULL_TABLE = 2**20  # n_questions=0 enumerates every question; more than this is a mistake
+MAX_FULL_TABLE = 2**20  # the most questions a table holds (n_questions=0 enumerates every one)
+MAX_VOCAB_SIZE = 2**16
+MAX_TEXT_LEN = 64  # tokens of a question or an answer
+MAX_TABLE_CELLS = 2**25  # token slots of the question table (256 MiB of int64)
 DEFAULT_QUESTIONS = 32  # or every possible question, when a small vocabulary has fewer
 
 
@@ -26,7 +30,7 @@ class ToyTokenizer:
     bos_id = sep_id = unk_id = user_id = None
 
     def __init__(self, vocab_size: int) -> None:
-        self.vocab_size = vocab_size
+        self.vocab_size = check_int("vocab_size", vocab_size, len(TOY_SPECIALS) + 1, MAX_VOCAB_SIZE)
         self.tokens = list(TOY_SPECIALS) + [f"w{i}" for i in range(vocab_size - len(TOY_SPECIALS))]
         self._ids = {token: i for i, token in enumerate(self.tokens)}
 
@@ -67,15 +71,21 @@ class ToyLookupTask:
         answer_len: int = 3,
         table_seed: int = 0,
     ) -> None:
-        _check_int("vocab_size", vocab_size, len(TOY_SPECIALS) + 1, "3 special tokens and at least one content token")
-        _check_int("question_len", question_len, 1, "a positive integer")
-        _check_int("answer_len", answer_len, 1, "a positive integer")
-        _check_int("table_seed", table_seed, 0, "a non-negative integer")
+        vocab_size = check_int(
+            "vocab_size",
+            vocab_size,
+            len(TOY_SPECIALS) + 1,
+            MAX_VOCAB_SIZE,
+            "3 special tokens and at least one content token",
+        )
+        question_len = check_int("question_len", question_len, 1, MAX_TEXT_LEN)
+        answer_len = check_int("answer_len", answer_len, 1, MAX_TEXT_LEN)
+        table_seed = check_int("table_seed", table_seed, 0, 2**64 - 1)
         content = vocab_size - len(TOY_SPECIALS)
         possible = content**question_len
         if n_questions is None:
             n_questions = min(DEFAULT_QUESTIONS, possible)
-        _check_int("n_questions", n_questions, 0, "0 (every possible question) or a positive integer")
+        n_questions = check_int("n_questions", n_questions, 0, MAX_FULL_TABLE, "0 asks for every possible question")
         if n_questions > possible:
             raise ValueError(
                 f"n_questions={n_questions} is more than the {possible} distinct questions of {question_len} "
@@ -85,6 +95,12 @@ class ToyLookupTask:
             raise ValueError(
                 f"n_questions=0 asks for all {possible} possible questions, more than {MAX_FULL_TABLE}; "
                 f"give n_questions explicitly"
+            )
+        cells = (n_questions or possible) * (question_len + 1 + 2 * answer_len)
+        if cells > MAX_TABLE_CELLS:
+            raise ValueError(
+                f"{n_questions or possible} questions of {question_len} tokens with {answer_len}-token answers need "
+                f"{cells} table slots, more than {MAX_TABLE_CELLS}; lower n_questions, question_len or answer_len"
             )
         self.vocab_size, self.question_len, self.answer_len = vocab_size, question_len, answer_len
         self.tokenizer = ToyTokenizer(vocab_size)
@@ -144,8 +160,3 @@ def _draw_questions(rng: np.random.Generator, content: int, length: int, count: 
                 seen.add(row)
                 rows.append(row)
     return np.array(rows, np.int64)
-
-
-def _check_int(name: str, value: object, low: int, expected: str) -> None:
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low:
-        raise ValueError(f"{name} must be {expected} (>= {low}), got {value!r}")

@@ -31,6 +31,7 @@ import numpy as np
 
 from dialog_gym import random_streams as rs
 from dialog_gym.episodes import EpisodeLimits, Episodes, concat_ragged
+from dialog_gym.tasks.arguments import check_flag, check_int, check_number
 from dialog_gym.tasks.base import AdaptiveTask, check_split, keys_in_split
 from dialog_gym.tokenizers import CharTokenizer
 
@@ -83,15 +84,13 @@ class TutorTask(AdaptiveTask):
         curriculum_window: int = 256,
         curriculum_threshold: float = 0.9,
     ) -> None:
-        _check_int("level", level, 1, MAX_LEVEL)
-        if curriculum:
-            _check_int("max_level", max_level, level, MAX_LEVEL)
-        _check_int("problems", problems, 1, 16)
-        _check_int("curriculum_window", curriculum_window, 1, 1 << 20)
-        if not isinstance(curriculum, bool):
-            raise ValueError(f"curriculum must be True or False, got {curriculum!r}")
-        if not isinstance(curriculum_threshold, (int, float)) or not 0.0 < curriculum_threshold <= 1.0:
-            raise ValueError(f"curriculum_threshold must be a number in (0, 1], got {curriculum_threshold!r}")
+        level = check_int("level", level, 1, MAX_LEVEL)
+        curriculum = check_flag("curriculum", curriculum)
+        # Without a curriculum max_level is unused, but a bad value is still a mistake to name.
+        max_level = check_int("max_level", max_level, level if curriculum else 1, MAX_LEVEL)
+        problems = check_int("problems", problems, 1, 16)
+        curriculum_window = check_int("curriculum_window", curriculum_window, 1, 1 << 20)
+        curriculum_threshold = check_number("curriculum_threshold", curriculum_threshold, 0.0, 1.0, open_low=True)
         self.level, self.start_level, self.problems, self.curriculum = level, level, problems, curriculum
         self.max_level = max_level if curriculum else level
         self.curriculum_threshold = float(curriculum_threshold)
@@ -273,8 +272,3 @@ class TutorTask(AdaptiveTask):
         episodes.index[:] = index
         episodes.tag[:] = self.level
         return episodes
-
-
-def _check_int(name: str, value: object, low: int, high: int) -> None:
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or not low <= value <= high:
-        raise ValueError(f"{name} must be an integer in [{low}, {high}], got {value!r}")

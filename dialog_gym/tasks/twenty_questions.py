@@ -19,6 +19,7 @@ import numpy as np
 
 from dialog_gym import random_streams as rs
 from dialog_gym.episodes import EpisodeLimits, Episodes
+from dialog_gym.tasks.arguments import check_int, check_number
 from dialog_gym.tasks.base import InteractiveTask, Reply, check_split, keys_in_split
 from dialog_gym.tokenizers import WordTokenizer
 
@@ -78,20 +79,12 @@ class TwentyQuestionsTask(InteractiveTask):
 
     def __init__(self, n_candidates: int = 8, max_questions: int = 10, question_cost: float = 0.05) -> None:
         most = len(NAMES) - 1  # with every animal a candidate there would be one set, in one split only
-        if isinstance(n_candidates, bool) or not isinstance(n_candidates, int) or not 2 <= n_candidates <= most:
-            raise ValueError(f"n_candidates must be an integer in [2, {most}], got {n_candidates!r}")
-        if (
-            isinstance(max_questions, bool)
-            or not isinstance(max_questions, int)
-            or not n_candidates - 1 <= max_questions <= 64
-        ):
-            raise ValueError(
-                f"max_questions must be an integer in [{n_candidates - 1}, 64] (enough to tell {n_candidates} "
-                f"animals apart), got {max_questions!r}"
-            )
-        if isinstance(question_cost, bool) or not isinstance(question_cost, (int, float)) or not 0 <= question_cost < 1:
-            raise ValueError(f"question_cost must be a number in [0, 1), got {question_cost!r}")
-        self.n_candidates, self.max_questions, self.question_cost = n_candidates, max_questions, float(question_cost)
+        n_candidates = check_int("n_candidates", n_candidates, 2, most)
+        max_questions = check_int(
+            "max_questions", max_questions, n_candidates - 1, 64, f"enough to tell {n_candidates} animals apart"
+        )
+        question_cost = check_number("question_cost", question_cost, 0.0, 1.0, open_high=True)
+        self.n_candidates, self.max_questions, self.question_cost = n_candidates, max_questions, question_cost
         words = [OPENING, RULES, "is it ?", "guess", "yes no what . ,", "ask me", *NAMES, *ATTRIBUTES]
         self.tokenizer = WordTokenizer.from_corpus(words)
         tok = self.tokenizer
