@@ -60,30 +60,36 @@ class ChatEpisode:
 class Phrasings:
     """The questions a task asks at each turn, learned from a sample of its episodes.
 
-    A question is checked against them only where the sample repeats its questions (fewer distinct
-    ones than a quarter of those read), which is the sign that the sample holds every phrasing:
-    generated questions from templates repeat; real conversations do not, and are never flagged.
+    A question is checked against them only where they are known to be complete: every episode was
+    read (a small dataset), or the sample repeats its questions (fewer distinct ones than a quarter
+    of those read), the sign that generated questions come from templates the sample has covered.
     """
 
     def __init__(self, task: Task) -> None:
-        self.by_turn: list[set[str]] = [set() for _ in range(task.limits.max_turns)]
-        asked = [0] * task.limits.max_turns
-        texts = []
+        tokenizer = task.tokenizer
+        asked: list[list[tuple[int, ...]]] = [[] for _ in range(task.limits.max_turns)]
+        read_all = True  # every episode of both splits was read
         for split in ("train", "test"):
             size = task.num_examples(split)
             n = PHRASING_SAMPLE if size is None else min(size, PHRASING_SAMPLE)
+            read_all = read_all and n == size
             if n == 0:
                 continue
             episodes = task.episodes(split, np.arange(n, dtype=np.uint64))
-            for row in range(n):
-                episode = read_episode(task, episodes, row)
-                texts += [task.tokenizer.decode(episode.context, skip_special=True), *episode.questions]
-                for turn, question in enumerate(episode.questions):
-                    self.by_turn[turn].add(question)
-                    asked[turn] += 1
-        self.complete = [0 < len(seen) <= count / 4 for seen, count in zip(self.by_turn, asked)]
-        self.lower_case = all(text == text.lower() for text in texts)
-        """The task writes no capital letter, so a person's capitals are lowered."""
+            for turn, questions in enumerate(asked):
+                rows = episodes.n_turns > turn
+                lengths = episodes.segment_len[rows, turn].tolist()
+                for segment, length in zip(episodes.segments[rows, turn].tolist(), lengths):
+                    segment = segment[:length]
+                    questions.append(tuple(segment[question_start(segment, tokenizer) :] if turn == 0 else segment))
+        self.by_turn = [{tokenizer.decode(q, skip_special=True) for q in set(questions)} for questions in asked]
+        self.complete = [
+            0 < len(seen) and (read_all or len(seen) <= len(questions) / 4)
+            for seen, questions in zip(self.by_turn, asked)
+        ]
+        everything = tokenizer.decode(list(range(tokenizer.vocab_size)))
+        self.lower_case = everything == everything.lower()
+        """No token of the task's vocabulary has a capital letter, so a person's capitals are lowered."""
 
     def problem(self, question: str, turn: int) -> str | None:
         """Why ``question`` (as the task's tokenizer reads it) is not one the task asks as question ``turn + 1``."""
