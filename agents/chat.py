@@ -23,9 +23,10 @@ import numpy as np
 import torch
 
 from dialog_gym.env import DialogEnv
+from dialog_gym.episodes import Episodes
 from dialog_gym.tasks.base import Task
 from dialog_gym.tasks.retokenized import RetokenizedTask
-from dialog_gym.tokenizers import VocabTokenizer
+from dialog_gym.tokenizers import Tokenizer, VocabTokenizer
 
 PHRASING_SAMPLE = 2048  # episodes per split read to learn the task's phrasings
 HELP = (
@@ -101,7 +102,7 @@ class Phrasings:
         return f"the task {where}; as question {turn + 1} it asks e.g. {example!r}, so the agent may not understand it"
 
 
-def read_episode(task: Task, episodes, row: int) -> ChatEpisode:
+def read_episode(task: Task, episodes: Episodes, row: int) -> ChatEpisode:
     """Row ``row`` of a batch of the task's episodes: its context and its questions and answers as text."""
     tokenizer = task.tokenizer
     questions, references = [], []
@@ -118,7 +119,7 @@ def read_episode(task: Task, episodes, row: int) -> ChatEpisode:
     return ChatEpisode(int(episodes.index[row]), context, questions, references)
 
 
-def question_start(segment: list[int], tokenizer) -> int:
+def question_start(segment: list[int], tokenizer: Tokenizer) -> int:
     """Where the first question begins in an opening segment: at its ``<user>`` marker, else after
     ``<sep>``, else after ``<bos>`` (a task without markers opens with the question)."""
     for marker in (tokenizer.user_id, tokenizer.sep_id):
@@ -168,20 +169,19 @@ class ChatSession:
                 f"the policy has a {policy.config.vocab_size}-token vocabulary but the env has "
                 f"{self.env.action_space.n} actions; chat with the env the policy was trained on"
             )
+        self.size = size = self.native.num_examples(self.env.split)
+        if episode is None:
+            episode = int(np.random.default_rng(seed).integers(size or 2**31))
+        if isinstance(episode, bool) or not isinstance(episode, (int, np.integer)) or episode < 0:
+            raise ValueError(f"episode must be a non-negative integer, got {episode!r}")
+        if size is not None and episode >= size:
+            raise ValueError(f"episode {episode} is out of range: the {self.env.split!r} split holds {size} episodes")
         self.policy, self.write = policy, write
         self.tokenizer = self.native.tokenizer
         self.max_turns = task.limits.max_turns
         self.max_answer_tokens = answer_token_limit(self.env)
         self.phrasings = Phrasings(self.native)
-        size = self.native.num_examples(self.env.split)
-        if episode is None:
-            episode = int(np.random.default_rng(seed).integers(size or 2**31))
-        if isinstance(episode, bool) or not isinstance(episode, int) or episode < 0:
-            raise ValueError(f"episode must be a non-negative integer, got {episode!r}")
-        if size is not None and episode >= size:
-            raise ValueError(f"episode {episode} is out of range: the {self.env.split!r} split holds {size} episodes")
-        self.size = size
-        self.open_episode(episode)
+        self.open_episode(int(episode))
 
     # -- episodes and dialogues -----------------------------------------------------------------
 

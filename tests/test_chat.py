@@ -200,6 +200,21 @@ def test_a_policy_of_another_vocabulary_is_refused(env):
         chat(make_policy(toy, d_model=16), env, [], print)
 
 
+def test_an_episode_beyond_the_split_is_refused_in_one_line():
+    env = gym.make("Conversation-v0", split="test")
+    size = env.unwrapped.task.num_examples("test")
+    with pytest.raises(ValueError, match=f"episode {size} is out of range: the 'test' split holds {size} episodes"):
+        chat(FixedPolicy(env, env.unwrapped.tokenizer.eos_id), env, [], print, episode=size)
+
+
+def test_capitals_are_lowered_for_a_vocabulary_without_them():
+    env = gym.make("DialogQA-Toy-v0", split="test")
+    question = scripted(env, 5).questions[0]
+    session, out = run(FixedPolicy(env, env.unwrapped.tokenizer.eos_id), env, [question.upper()], 5)
+    assert f"(read as: {question})" in out and not any("vocabulary" in line for line in out)
+    assert session.dialogue[:-1] == opening_history(env, 5)  # the question, then the agent's EOS
+
+
 # -- plot -----------------------------------------------------------------------------------------
 
 
