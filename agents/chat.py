@@ -258,7 +258,7 @@ class ChatSession:
         question = self.tokenizer.decode(ids)
         if not unknown and question != text.strip():
             self.write(f"(read as: {question})")
-        problem = self.phrasings.problem(question, self.turn)
+        problem = None if unknown else self.phrasings.problem(question, self.turn)  # an <unk> is never asked
         if problem:
             self.write(f"({problem})")
         script = self.episode.questions
