@@ -39,11 +39,6 @@ HELP = (
 )
 
 
-def answer_token_limit(env: gym.Env) -> int:
-    """Most tokens the env lets one answer have, EOS included (a longer answer ends the episode)."""
-    return int(env.unwrapped.kernel.max_answer_tokens)
-
-
 @dataclass
 class ChatEpisode:
     """One episode of the task in the task's own vocabulary: the context and the scripted turns."""
@@ -179,7 +174,7 @@ class ChatSession:
         self.policy, self.write = policy, write
         self.tokenizer = self.native.tokenizer
         self.max_turns = task.limits.max_turns
-        self.max_answer_tokens = answer_token_limit(self.env)
+        self.max_answer_tokens = self.env.unwrapped.max_answer_tokens
         self.phrasings = Phrasings(self.native)
         self.open_episode(int(episode))
 

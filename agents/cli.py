@@ -195,44 +195,13 @@ class Chat:
     """Seed that picks the episode when --episode is not given."""
 
     def run(self) -> None:
-        import numpy as np
-        import torch
-
         from agents.build import load_trained_policy
+        from agents.chat import chat, terminal_lines
 
         policy, config = load_trained_policy(self.run_dir)
-        env = gym.make(config.env, split="test", **config.env_args).unwrapped
-        tokenizer = env.tokenizer
-        env.reset(seed=self.seed, options={"index": self.episode} if self.episode is not None else None)
-        opening = env.kernel.history(0)
-        sep = tokenizer.sep_id
-        context = opening[: list(opening).index(sep) + 1] if sep is not None and sep in opening else opening[:0]
-        print("Context:", tokenizer.decode(context, skip_special=True))
-        print("Ask a question about it (an empty line or end of input quits).")
-        dialogue = list(context)
-        for line in sys.stdin:
-            question = line.strip()
-            if not question:
-                break
-            if tokenizer.unk_id is not None and tokenizer.unk_id in tokenizer.encode(question):
-                print(f"(part of the question reads as <unk>: {tokenizer.decode(tokenizer.encode(question))})")
-            if hasattr(tokenizer, "marker"):  # a Hugging Face vocabulary: its own marker tokens or their text
-                dialogue += tokenizer.marker("<user>") + tokenizer.encode(" " + question) + tokenizer.marker("<agent>")
-            else:
-                markers = (tokenizer.user_id, *tokenizer.encode(question), tokenizer.agent_id)
-                dialogue += [token for token in markers if token is not None]
-            answer = []
-            with torch.no_grad():
-                for _ in range(env.kernel.max_answer_tokens):
-                    window = dialogue[-policy.config.context_len :]
-                    logits, _ = policy(torch.as_tensor(np.array([window])))
-                    token = int(logits[0, -1].argmax())
-                    dialogue.append(token)
-                    if token == tokenizer.eos_id:
-                        break
-                    answer.append(token)
-            print("agent:", tokenizer.decode(answer, skip_special=True))
-            sys.stdout.flush()
+        env = gym.make(config.env, split="test", **config.env_args)
+        lines = terminal_lines() if sys.stdin.isatty() else sys.stdin
+        chat(policy, env, lines, print, episode=self.episode, seed=self.seed)
 
 
 @dataclass
@@ -272,20 +241,20 @@ class RewardModel:
 
     def run(self) -> None:
         from agents.reward_model import RewardModelConfig, preference_accuracy, save_reward_model, train_reward_model
-        from dialog_gym.demonstrations import read_preferences, task_preferences
+        from dialog_gym.demonstrations import read_preferences
 
         if self.out.exists():
             raise ValueError(f"{self.out} already exists; pick a new --out directory so no saved model is overwritten")
-        kernel = gym.make(self.env, **parse_env_args(self.env_arg)).unwrapped.kernel
+        env = gym.make(self.env, **parse_env_args(self.env_arg)).unwrapped
         if self.preferences is not None:
-            pairs = read_preferences(self.preferences, kernel.tokenizer)
+            pairs = read_preferences(self.preferences, env.tokenizer)
             pairs, held_out = pairs.split(0.1) if len(pairs) >= 10 else pairs.split(0.0)
         else:
-            pairs = task_preferences(kernel, self.pairs, seed=self.seed)
-            held_out = task_preferences(kernel, max(self.pairs // 10, 1), seed=self.seed + 1, split="test")
+            pairs = env.preferences(self.pairs, seed=self.seed)
+            held_out = env.preferences(max(self.pairs // 10, 1), seed=self.seed + 1, split="test")
         print(f"{len(pairs)} training pairs, {len(held_out)} held-out pairs")
         config = RewardModelConfig(epochs=self.epochs, seed=self.seed)
-        model = train_reward_model(pairs, kernel.max_len, config, progress=True)
+        model = train_reward_model(pairs, env.max_len, config, progress=True)
         save_reward_model(model, self.out)
         if len(held_out):
             print(f"held-out preference accuracy: {preference_accuracy(model, held_out):.3f}")
@@ -347,7 +316,7 @@ class Envs:
                     "vocab": env.action_space.n,
                     "obs length": env.observation_space.shape[0],
                     "turns": env.unwrapped.task.limits.max_turns,
-                    "reward": env.unwrapped.kernel.reward_name,
+                    "reward": env.unwrapped.reward_name,
                     "summary": dialog_gym.ENV_SUMMARIES[env_id],
                 }
             )

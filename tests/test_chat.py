@@ -18,16 +18,16 @@ from agents.pretrain import PretrainConfig, pretrain
 
 
 def make_policy(env: gym.Env, d_model: int = 32) -> TransformerPolicy:
-    kernel = env.unwrapped.kernel
+    unwrapped = env.unwrapped
     config = PolicyConfig(
         vocab_size=int(env.action_space.n),
-        context_len=kernel.max_len,
+        context_len=unwrapped.max_len,
         n_layer=1,
         n_head=2,
         d_model=d_model,
         pad_id=env.unwrapped.tokenizer.pad_id,
     )
-    return TransformerPolicy(config, torch.tensor(np.array(kernel.action_mask)))
+    return TransformerPolicy(config, torch.tensor(np.array(unwrapped.action_masks())))
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +50,7 @@ class FixedPolicy(nn.Module):
 
     def __init__(self, env: gym.Env, token: int) -> None:
         super().__init__()
-        self.config = PolicyConfig(vocab_size=int(env.action_space.n), context_len=env.unwrapped.kernel.max_len)
+        self.config = PolicyConfig(vocab_size=int(env.action_space.n), context_len=env.unwrapped.max_len)
         self.token = token
         self.anchor = nn.Parameter(torch.zeros(1))  # where chat looks up the device
 
@@ -83,7 +83,7 @@ def run(policy, env, lines, episode):
 
 def opening_history(env: gym.Env, episode: int) -> list[int]:
     env.reset(options={"index": episode})
-    return [int(i) for i in env.unwrapped.kernel.history(0)]
+    return [int(i) for i in env.unwrapped.history(0)]
 
 
 def test_a_capitalised_question_reads_as_the_tasks_own(policy, env):
@@ -148,7 +148,7 @@ def test_asking_past_max_turns_starts_a_new_dialogue(env):
 
 def test_an_answer_cut_at_the_limit_ends_the_dialogue(env):
     the = env.unwrapped.tokenizer.token_to_id("the")
-    limit = env.unwrapped.kernel.max_answer_tokens
+    limit = env.unwrapped.max_answer_tokens
     endless = FixedPolicy(env, the)
     session, out = run(endless, env, ["who has the ball ?", "who has the ball ?"], 0)
     assert out.count("agent: " + " ".join(["the"] * limit)) == 2
