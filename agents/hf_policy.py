@@ -250,7 +250,7 @@ def build_hf_policy(
             from peft import LoraConfig, get_peft_model
         except ImportError:
             raise ValueError(
-                f"model.lora_rank={lora_rank} needs peft, which is not installed: pip install peft"
+                f"lora.rank={lora_rank} needs peft, which is not installed: pip install peft"
             ) from None
         from transformers.pytorch_utils import Conv1D
 
