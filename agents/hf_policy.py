@@ -185,7 +185,8 @@ class HFPolicy(nn.Module):
         config = HFPolicyConfig(facts["vocab_size"], facts["pad_id"], facts["context_len"])
         allowed = torch.zeros(config.vocab_size, dtype=torch.bool)
         allowed[facts["allowed_tokens"]] = True
-        policy = cls(AutoModelForCausalLM.from_pretrained(str(directory)), config, allowed)
+        model = AutoModelForCausalLM.from_pretrained(str(directory), use_safetensors=True)  # never unpickle
+        policy = cls(model, config, allowed)
         policy.value_head.load_state_dict(load_file(directory / VALUE_HEAD))
         return policy.to(device)
 
@@ -249,9 +250,7 @@ def build_hf_policy(
         try:
             from peft import LoraConfig, get_peft_model
         except ImportError:
-            raise ValueError(
-                f"lora.rank={lora_rank} needs peft, which is not installed: pip install peft"
-            ) from None
+            raise ValueError(f"lora.rank={lora_rank} needs peft, which is not installed: pip install peft") from None
         from transformers.pytorch_utils import Conv1D
 
         # GPT-2 style models store their projections transposed (Conv1D); LoRA must know.

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
+
+from agents.metrics import read_metrics
 
 PANELS = [
     ("return", "episode return"),
@@ -25,8 +26,7 @@ def learning_curves(run_dir: Path):
     metrics = Path(run_dir) / "metrics.csv"
     if not metrics.is_file():
         raise FileNotFoundError(f"{metrics} does not exist; pass the directory of a training run")
-    with open(metrics, newline="") as handle:
-        rows = list(csv.DictReader(handle))
+    rows = read_metrics(metrics)  # complete rows only: a kill may have cut the last one short
     if not rows:
         raise ValueError(f"{metrics} holds no updates yet; train first")
     steps = [float(r["env_steps"]) for r in rows]

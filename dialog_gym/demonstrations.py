@@ -65,6 +65,10 @@ class Demonstrations:
         return {"context": decode(context), "questions": [decode(q) for q in user], "answers": answers}
 
 
+MAX_DEMONSTRATION_TOKENS = 2**28
+"""Most token ids one batch of demonstrations may hold (2 GiB of int64, before the other arrays)."""
+
+
 def make_demonstrations(
     kernel: DialogueKernel, n: int, *, seed: int = 0, noise: float = 0.0, split: str = "train"
 ) -> Demonstrations:
@@ -72,6 +76,12 @@ def make_demonstrations(
     (what ``env.demonstrations(n, seed, noise)`` returns)."""
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise ValueError(f"n must be a positive number of demonstrations, got {n!r}")
+    tokens = int(n) * kernel.full_dialogue_len
+    if tokens > MAX_DEMONSTRATION_TOKENS:
+        raise ValueError(
+            f"{n} demonstrations of up to {kernel.full_dialogue_len} tokens would hold {tokens:,} token ids, more than "
+            f"{MAX_DEMONSTRATION_TOKENS:,}; ask for at most {MAX_DEMONSTRATION_TOKENS // kernel.full_dialogue_len:,}"
+        )
     if not 0.0 <= noise <= 1.0:
         raise ValueError(f"noise must be a fraction in [0, 1], got {noise!r}")
     task, tokenizer = kernel.task, kernel.tokenizer
