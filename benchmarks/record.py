@@ -39,13 +39,13 @@ def default_out(quick: bool) -> Path:
 
 
 def git_commit() -> str:
-    """The commit of the code being measured, ``+dirty`` when the work tree differs from it."""
+    """The commit of the code being measured, ``+dirty`` when tracked files other than results differ from it."""
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!benchmarks/results"],
             cwd=ROOT,
             capture_output=True,
             text=True,
@@ -84,14 +84,10 @@ def machine() -> str:
 
 
 def command_line() -> str:
-    """The command that is running, as a user would type it (``python benchmarks/x.py --quick``)."""
-    argv = list(sys.argv)
-    if argv and argv[0].endswith(".py"):
-        try:
-            argv[0] = str(Path(argv[0]).resolve().relative_to(ROOT))
-        except ValueError:
-            pass
-        argv.insert(0, "python")
+    """The command that is running as it was typed, ``python`` standing for the interpreter's path."""
+    argv = list(getattr(sys, "orig_argv", sys.argv))
+    if argv:
+        argv[0] = "python"
     return shlex.join(argv)
 
 
