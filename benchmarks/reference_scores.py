@@ -177,7 +177,10 @@ def table(results: Path, env_ids: tuple[str, ...] = dialog_gym.ENV_IDS) -> str:
     ]
     for env_id in env_ids:
         path = results / f"{env_id}.json"
-        lines.append(table_row(env_id, json.loads(path.read_text()) if path.exists() else None))
+        scores = json.loads(path.read_text()) if path.exists() else None
+        if scores is not None and scores.get("quick"):
+            raise ValueError(f"{path} holds a --quick run; rerun `python -m benchmarks.reference_scores {env_id}`")
+        lines.append(table_row(env_id, scores))
     return "\n".join(lines)
 
 

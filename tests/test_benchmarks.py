@@ -122,3 +122,25 @@ def test_the_crosscheck_computes_only_the_agents_asked_for(tmp_path, monkeypatch
     assert "| V8 A1 | SB3 PPO, tuned like ours |" in report and "| V8 A1 | ours" not in report
     with pytest.raises(ValueError, match="unknown agent"):
         sb3_crosscheck.run(quick=True, cache=cache, agents=("sb3-tunde",))
+
+
+def test_reference_scores_train_as_the_readme_says_and_write_a_results_file(tmp_path, monkeypatch):
+    from benchmarks import reference_scores
+
+    assert reference_scores.shown_command("Conversation-v0", quick=False) == (
+        "dialog-gym train --env Conversation-v0 --total-steps 100000 --seed S "
+        "--config <{pretraining: {demonstrations: 16000, epochs: 2}}>"
+    )
+    assert reference_scores.shown_command("DialogQA-v0", quick=False) == "dialog-gym train --env DialogQA-v0 --seed S"
+    monkeypatch.setattr(
+        reference_scores,
+        "QUICK",
+        {"total_steps": 256, "num_envs": 64, "eval_episodes": 16, "pretraining": {"demonstrations": 64, "epochs": 1}},
+    )
+    reference_scores.main(["DialogQA-Toy-v0", "--quick", "--seeds", "1", "--out", str(tmp_path)])
+    scores = json.loads((tmp_path / "reference_scores" / "DialogQA-Toy-v0.json").read_text())
+    assert scores["quick"] is True and scores["seeds"] == [0] and scores["total_steps"] == 256
+    assert scores["mean"]["oracle"]["success_rate"] == 1.0 and scores["per_seed"][0]["scores"]["ppo"]["episodes"] == 16
+    assert set(scores["mean"]) == {"random", "pretrained", "ppo", "ppo_greedy", "oracle"}
+    with pytest.raises(SystemExit):
+        reference_scores.main(["DialogQA-v9"])
