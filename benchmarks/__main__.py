@@ -3,24 +3,20 @@
     python -m benchmarks            # the full suite (about 1.5 hours on 2 CPU cores)
     python -m benchmarks --quick    # reduced runs of every benchmark (a few minutes)
 
-Writes RESULTS.md (the machine, then each benchmark's table under the command that produced it)
-and its PNGs into ``--out`` (default: benchmarks/results/). Every timing is a ratio to a baseline
-measured in the same run, because these machines are noisy.
+Writes RESULTS.md (the machine, then each benchmark's table under the command that produced it),
+its PNGs and the results files of the benchmarks the README quotes (``NAME.json`` and ``NAME.md``,
+see ``benchmarks/record.py``) into ``--out`` (default: benchmarks/results/, or benchmarks/results/quick/
+with ``--quick``). Every timing is a ratio to a baseline measured in the same run, because these
+machines are noisy. The reference scores (``python -m benchmarks.reference_scores``) take hours and
+are not part of the suite.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import sys
 import time
 from pathlib import Path
-
-import gymnasium
-import numpy
-import stable_baselines3
-import torch
 
 from benchmarks import (
     distributed_throughput,
@@ -30,50 +26,38 @@ from benchmarks import (
     main_job,
     ppo_throughput,
     pretraining_difficulty,
+    record,
     sb3_crosscheck,
 )
-
-
-def machine() -> str:
-    cpu = platform.processor() or "unknown CPU"
-    if Path("/proc/cpuinfo").exists():
-        names = [
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ]
-        cpu = names[0] if names else cpu
-    return (
-        f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, torch {torch.__version__} "
-        f"({torch.get_num_threads()} threads), numpy {numpy.__version__}, gymnasium {gymnasium.__version__}, "
-        f"stable-baselines3 {stable_baselines3.__version__}, CUDA {'available' if torch.cuda.is_available() else 'not used'}"
-    )
 
 
 def main(argv: list[str] | None = None) -> Path:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="reduced runs of every benchmark")
     parser.add_argument(
-        "--out", default=str(Path(__file__).parent / "results"), help="directory for RESULTS.md and PNGs"
+        "--out", help="directory for RESULTS.md, PNGs and results files (default: benchmarks/results, or its quick/)"
     )
     args = parser.parse_args(argv)
-    out = Path(args.out)
+    out = Path(args.out) if args.out else record.default_out(args.quick)
     out.mkdir(parents=True, exist_ok=True)
     flag = " --quick" if args.quick else ""
-    sb3_crosscheck.RESULTS = out
     sections = [
         ("Env throughput", f"python benchmarks/env_throughput.py{flag}", lambda: env_throughput.run(args.quick)),
-        ("PPO throughput", f"python benchmarks/ppo_throughput.py{flag}", lambda: ppo_throughput.run(args.quick)),
+        (
+            "PPO throughput",
+            f"python -m benchmarks.ppo_throughput{flag}",
+            lambda: ppo_throughput.run(args.quick, out=out),
+        ),
         (
             "The main job",
-            f"python benchmarks/main_job.py{flag}",
-            lambda: main_job.run(args.quick, plot_to=out / "main_job_learning_curve.png"),
+            f"python -m benchmarks.main_job{flag}",
+            lambda: main_job.run(args.quick, plot_to=out / "main_job_learning_curve.png", out=out),
         ),
         (
             "Our PPO against Stable-Baselines3's",
-            f"python benchmarks/sb3_crosscheck.py{flag}",
+            f"python -m benchmarks.sb3_crosscheck{flag}",
             lambda: (
-                sb3_crosscheck.run(args.quick, cache=None if args.quick else out / "sb3_crosscheck_runs.jsonl")
+                sb3_crosscheck.run(args.quick, cache=None if args.quick else out / "sb3_crosscheck_runs.jsonl", out=out)
                 + "\n\nLearning curves: sb3_crosscheck.png"
                 + ("" if args.quick else ", sb3_full_table.png")
             ),
@@ -90,8 +74,8 @@ def main(argv: list[str] | None = None) -> Path:
         ),
         (
             "transformers policies",
-            f"python benchmarks/hf_policy_throughput.py{flag}",
-            lambda: hf_policy_throughput.run(args.quick),
+            f"python -m benchmarks.hf_policy_throughput{flag}",
+            lambda: hf_policy_throughput.run(args.quick, out=out),
         ),
         (
             "Training on several processes (torchrun)",
@@ -102,7 +86,7 @@ def main(argv: list[str] | None = None) -> Path:
     report = [
         f"# Benchmark results{' (quick mode)' if args.quick else ''}",
         "",
-        f"Machine: {machine()}.",
+        f"Machine: {record.machine()}.",
         "",
         f"Date: {time.strftime('%Y-%m-%d')}. Command: `python -m benchmarks{flag}`.",
         "",

@@ -1,13 +1,19 @@
 """What a transformers policy costs here: rollout and PPO-update speed against our own Transformer.
 
-    python benchmarks/hf_policy_throughput.py [--quick]
+    python -m benchmarks.hf_policy_throughput [--quick] [--out DIR]
 
 On DialogQA-v0 spoken in a byte-level BPE trained on its text, times one rollout of 64 episodes
 (KV-cached decoding) and one PPO epoch over it (forward + backward of every episode) for our
 Transformer (the baseline), the tiny GPT-2 of examples/tiny-gpt2, and a model shaped like GPT-2
 small (124M parameters, random weights built from its config: nothing is downloaded, and the
-cost of a forward pass does not depend on the weights' values). A second table gives what the env
-itself costs in that vocabulary against its built-in one.
+cost of a forward pass does not depend on the weights' values); each policy first runs one
+untimed rollout and update, so that allocations and lazy initialisation are not timed. A second
+table gives what the env itself costs in that vocabulary against its built-in one, with the
+oracle's actions and with uniformly random allowed ones: the re-tokenized env remembers the native
+reading of the answers it has scored, so the oracle, which repeats the same answers, hits that
+memo far more often than a policy still exploring does.
+
+Writes ``hf_policy_throughput.json`` and ``.md`` into ``--out`` (see ``benchmarks/record.py``).
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import argparse
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -26,7 +33,9 @@ from agents.hf_policy import HFPolicy, HFPolicyConfig, build_hf_policy
 from agents.policy import PolicyConfig, TransformerPolicy
 from agents.ppo import PPOConfig, ppo_update
 from agents.rollout import collect_episodes
+from benchmarks import record
 from dialog_gym.bpe import train_bpe
+from dialog_gym.evaluation import OracleAgent, RandomAgent
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -47,7 +56,8 @@ def gpt2_small(config: HFPolicyConfig, allowed: torch.Tensor) -> HFPolicy:
     return HFPolicy(GPT2LMHeadModel(shape), config, allowed)
 
 
-def time_policy(policy: torch.nn.Module, envs, episodes: int) -> dict[str, float]:
+def rollout_and_update(policy: torch.nn.Module, envs, episodes: int) -> dict[str, float]:
+    """Seconds of one rollout of ``episodes`` episodes and of one PPO epoch over it, and what they processed."""
     device = torch.device("cpu")
     start = time.perf_counter()
     rollout = collect_episodes(envs, policy, seed=0, generator=torch.Generator().manual_seed(0), device=device)
@@ -59,26 +69,41 @@ def time_policy(policy: torch.nn.Module, envs, episodes: int) -> dict[str, float
     start = time.perf_counter()
     ppo_update(policy, optimizer, rollout, config, torch.Generator().manual_seed(0), 0)
     update_seconds = time.perf_counter() - start
-    tokens = int((rollout.tokens != policy.config.pad_id).sum())
     return {
-        "parameters": sum(p.numel() for p in policy.parameters()),
-        "rollout_steps_per_second": rollout.num_steps / rollout_seconds,
-        "update_tokens_per_second": tokens / update_seconds,
+        "rollout_seconds": rollout_seconds,
+        "rollout_steps": rollout.num_steps,
+        "update_seconds": update_seconds,
+        "update_tokens": int((rollout.tokens != policy.config.pad_id).sum()),
     }
 
 
-def env_steps_per_second(seconds: float, **env_args) -> float:
-    """Oracle steps per second of 512 DialogQA-v0 envs (what the env costs, without a policy)."""
+def time_policy(policy: torch.nn.Module, envs, episodes: int) -> dict[str, float]:
+    state = {name: value.clone() for name, value in policy.state_dict().items()}
+    rollout_and_update(policy, envs, episodes)  # warm-up, untimed
+    policy.load_state_dict(state)  # the timed run starts from the same weights as the warm-up
+    timed = rollout_and_update(policy, envs, episodes)
+    return {
+        "parameters": sum(p.numel() for p in policy.parameters()),
+        "rollout_steps_per_second": timed["rollout_steps"] / timed["rollout_seconds"],
+        "update_tokens_per_second": timed["update_tokens"] / timed["update_seconds"],
+    }
+
+
+def env_steps_per_second(agent, seconds: float, **env_args) -> float:
+    """Steps per second of 512 DialogQA-v0 envs driven by ``agent`` (what the env costs, without a policy)."""
     envs = gym.make_vec("DialogQA-v0", num_envs=512, **env_args)
-    _, info = envs.reset(seed=0)
+    observations, info = envs.reset(seed=0)
+    for _ in range(64):  # warm-up, untimed
+        observations, _, _, _, info = envs.step(agent(observations, info))
     steps, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
-        _, _, _, _, info = envs.step(info["expert_action"])
+        observations, _, _, _, info = envs.step(agent(observations, info))
         steps += 512
     return steps / (time.perf_counter() - start)
 
 
-def run(quick: bool = False) -> str:
+def measure(quick: bool = False) -> dict[str, Any]:
+    """Every raw number of the two tables."""
     episodes = 16 if quick else 64
     with tempfile.TemporaryDirectory() as directory:
         train_bpe("DialogQA-v0", directory, vocab_size=1024, episodes=2000 if quick else 20_000)
@@ -101,37 +126,61 @@ def run(quick: bool = False) -> str:
             ),
             ("GPT-2 small shape, 124M", lambda: gpt2_small(config, allowed)),
         ]
-        rows = [(name, time_policy(make(), envs, episodes)) for name, make in candidates]
+        policies = [{"name": name, **time_policy(make(), envs, episodes)} for name, make in candidates]
         seconds = 0.5 if quick else 3.0
-        native_env, bpe_env = env_steps_per_second(seconds), env_steps_per_second(seconds, tokenizer=directory)
-    base = rows[0][1]
+        env_rows = []
+        for actions, make_agent in (("oracle", OracleAgent), ("random", lambda: RandomAgent(0))):
+            native = env_steps_per_second(make_agent(), seconds)
+            bpe = env_steps_per_second(make_agent(), seconds, tokenizer=directory)
+            env_rows.append({"actions": actions, "native": native, "bpe": bpe})
+    return {"episodes": episodes, "threads": torch.get_num_threads(), "policies": policies, "env": env_rows}
+
+
+def table(data: dict[str, Any]) -> str:
+    """The two tables as markdown."""
+    base = data["policies"][0]
     lines = [
-        f"DialogQA-v0 with a 1024-token byte-level BPE, {episodes} episodes, {torch.get_num_threads()} CPU threads.",
+        f"DialogQA-v0 with a 1024-token byte-level BPE, {data['episodes']} episodes, {data['threads']} CPU threads.",
         "",
         "| policy | parameters | rollout env steps/s | vs baseline | PPO update tokens/s | vs baseline |",
         "|---|---:|---:|---:|---:|---:|",
     ]
-    for name, r in rows:
+    for r in data["policies"]:
         lines.append(
-            f"| {name} | {r['parameters']:,} | {r['rollout_steps_per_second']:,.0f} | "
+            f"| {r['name']} | {r['parameters']:,} | {r['rollout_steps_per_second']:,.0f} | "
             f"{r['rollout_steps_per_second'] / base['rollout_steps_per_second']:.3f}x | "
             f"{r['update_tokens_per_second']:,.0f} | {r['update_tokens_per_second'] / base['update_tokens_per_second']:.3f}x |"
         )
     lines += [
         "",
-        "| env (512 envs, oracle actions) | env steps/s | vs built-in |",
-        "|---|---:|---:|",
-        f"| DialogQA-v0, built-in vocabulary | {native_env:,.0f} | 1.000x |",
-        f"| DialogQA-v0, the BPE (answers decoded and re-read to be scored) | {bpe_env:,.0f} | "
-        f"{bpe_env / native_env:.3f}x |",
+        "| env (512 envs) | actions | env steps/s | vs built-in, same actions |",
+        "|---|---|---:|---:|",
     ]
+    for row in data["env"]:
+        lines += [
+            f"| DialogQA-v0, built-in vocabulary | {row['actions']} | {row['native']:,.0f} | 1.000x |",
+            f"| DialogQA-v0, the BPE (answers decoded and re-read to be scored) | {row['actions']} | "
+            f"{row['bpe']:,.0f} | {row['bpe'] / row['native']:.3f}x |",
+        ]
     return "\n".join(lines)
+
+
+def run(quick: bool = False, out: Path | None = None) -> str:
+    """Measure, write ``out/hf_policy_throughput.json`` and ``.md`` when ``out`` is given, and return the tables."""
+    start = time.perf_counter()
+    data = measure(quick)
+    markdown = table(data)
+    if out is not None:
+        record.write("hf_policy_throughput", data, markdown, out, quick=quick, wall_seconds=time.perf_counter() - start)
+    return markdown
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="16 episodes and a smaller tokenizer corpus")
-    print(run(parser.parse_args().quick))
+    parser.add_argument("--out", help="directory for the results files (default: benchmarks/results, or its quick/)")
+    args = parser.parse_args()
+    print(run(args.quick, Path(args.out) if args.out else record.default_out(args.quick)))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,10 @@
 """The benchmark suite's entry point runs every benchmark and writes its report (on reduced grids)."""
 
+import json
 import sys
 from pathlib import Path
+
+import pytest
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
 
@@ -67,6 +70,17 @@ def test_the_suite_writes_results_and_pngs(tmp_path, monkeypatch):
     assert "| V8 A1 | SB3 PPO |" in report and "| V8 A1 | ours, from scratch |" in report
     for png in ("sb3_crosscheck.png", "main_job_learning_curve.png"):
         assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
+    for name in ("main_job", "ppo_throughput", "hf_policy_throughput", "sb3_crosscheck"):
+        stored = json.loads((tmp_path / f"{name}.json").read_text())
+        assert stored["quick"] is True and stored["name"] == name and len(stored["git_commit"]) >= 40
+        assert stored["markdown"] in report and (tmp_path / f"{name}.md").read_text().endswith(
+            stored["markdown"] + "\n"
+        )
+    throughput = json.loads((tmp_path / "ppo_throughput.json").read_text())["data"]["training"]
+    assert [row["env"] for row in throughput] == ["DialogQA-Toy-v0", "DialogQA-v0"]
+    assert all(row["sb3_steps"] == 8 * 256 and row["ours_steps"] > 0 for row in throughput)  # steps actually run
+    hf_env = json.loads((tmp_path / "hf_policy_throughput.json").read_text())["data"]["env"]
+    assert [row["actions"] for row in hf_env] == ["oracle", "random"]
 
 
 def test_the_crosscheck_resumes_finished_runs_from_its_cache(tmp_path, monkeypatch):
@@ -79,7 +93,8 @@ def test_the_crosscheck_resumes_finished_runs_from_its_cache(tmp_path, monkeypat
     monkeypatch.setattr(sb3_crosscheck, "PRETRAINING", {"demonstrations": 128, "epochs": 1, "batch_size": 64})
     cache = tmp_path / "runs.jsonl"
     first = sb3_crosscheck.run(quick=True, cache=cache)
-    assert len(cache.read_text().splitlines()) == 4  # SB3 both ways and ours both ways
+    assert len(cache.read_text().splitlines()) == 5  # SB3 three ways and ours both ways
+    assert "| V8 A1 | SB3 PPO, tuned like ours |" in first
 
     def must_not_run(*args, **kwargs):
         raise AssertionError("a cached run was computed again")
@@ -87,3 +102,45 @@ def test_the_crosscheck_resumes_finished_runs_from_its_cache(tmp_path, monkeypat
     monkeypatch.setattr(sb3_crosscheck, "run_sb3", must_not_run)
     monkeypatch.setattr(sb3_crosscheck, "run_ours", must_not_run)
     assert sb3_crosscheck.run(quick=True, cache=cache) == first
+
+
+def test_the_crosscheck_computes_only_the_agents_asked_for(tmp_path, monkeypatch):
+    from benchmarks import sb3_crosscheck
+
+    monkeypatch.setattr(
+        sb3_crosscheck, "grid", lambda quick: [("V8 A1", {"vocab_size": 8, "answer_len": 1}, 1024, 1024, 1)]
+    )
+    monkeypatch.setattr(sb3_crosscheck, "run_ours", lambda *args, **kwargs: pytest.fail("ours was not asked for"))
+    cache = tmp_path / "runs.jsonl"
+    report = sb3_crosscheck.run(quick=True, cache=cache, agents=("sb3-tuned",), out=tmp_path)
+    (entry,) = [json.loads(line) for line in cache.read_text().splitlines()]
+    assert (
+        entry["key"].startswith("sb3-tuned|V8 A1|0|1024|1024|")
+        and entry["result"]["agent"] == "SB3 PPO, tuned like ours"
+    )
+    assert entry["result"]["env_steps"] == 16 * 256  # one whole rollout of the tuned settings
+    assert "| V8 A1 | SB3 PPO, tuned like ours |" in report and "| V8 A1 | ours" not in report
+    with pytest.raises(ValueError, match="unknown agent"):
+        sb3_crosscheck.run(quick=True, cache=cache, agents=("sb3-tunde",))
+
+
+def test_reference_scores_train_as_the_readme_says_and_write_a_results_file(tmp_path, monkeypatch):
+    from benchmarks import reference_scores
+
+    assert reference_scores.shown_command("Conversation-v0", quick=False) == (
+        "dialog-gym train --env Conversation-v0 --total-steps 100000 --seed S "
+        "--config <{pretraining: {demonstrations: 16000, epochs: 2}}>"
+    )
+    assert reference_scores.shown_command("DialogQA-v0", quick=False) == "dialog-gym train --env DialogQA-v0 --seed S"
+    monkeypatch.setattr(
+        reference_scores,
+        "QUICK",
+        {"total_steps": 256, "num_envs": 64, "eval_episodes": 16, "pretraining": {"demonstrations": 64, "epochs": 1}},
+    )
+    reference_scores.main(["DialogQA-Toy-v0", "--quick", "--seeds", "1", "--out", str(tmp_path)])
+    scores = json.loads((tmp_path / "reference_scores" / "DialogQA-Toy-v0.json").read_text())
+    assert scores["quick"] is True and scores["seeds"] == [0] and scores["total_steps"] == 256
+    assert scores["mean"]["oracle"]["success_rate"] == 1.0 and scores["per_seed"][0]["scores"]["ppo"]["episodes"] == 16
+    assert set(scores["mean"]) == {"random", "pretrained", "ppo", "ppo_greedy", "oracle"}
+    with pytest.raises(SystemExit):
+        reference_scores.main(["DialogQA-v9"])
