@@ -81,7 +81,6 @@ class TokenRun:
         check_token_env(config, self.envs.unwrapped.task)
         check_window(self.envs)
         self.policy = build_policy(config, self.envs).to(self.device)
-        self.policy_config = self.policy.config
         # Gradients flow through the DistributedDataParallel wrapper when there are several processes;
         # rollouts and evaluation use the plain module (same parameters).
         self.trainable = self.policy

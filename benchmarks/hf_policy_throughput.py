@@ -108,9 +108,9 @@ def measure(quick: bool = False) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as directory:
         train_bpe("DialogQA-v0", directory, vocab_size=1024, episodes=2000 if quick else 20_000)
         envs = gym.make_vec("DialogQA-v0", num_envs=episodes, tokenizer=directory)
-        kernel = envs.unwrapped.kernel
-        allowed = torch.tensor(np.array(kernel.action_mask))
-        config = HFPolicyConfig(kernel.tokenizer.vocab_size, kernel.tokenizer.pad_id, kernel.max_len)
+        env = envs.unwrapped
+        allowed = torch.tensor(np.array(env.action_masks()[0]))
+        config = HFPolicyConfig(env.tokenizer.vocab_size, env.tokenizer.pad_id, env.max_len)
         torch.manual_seed(0)
         candidates = [
             (

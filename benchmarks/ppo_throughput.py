@@ -32,7 +32,7 @@ import torch
 import dialog_gym  # noqa: F401
 from agents.policy import PolicyConfig, TransformerPolicy
 from agents.ppo import PPOConfig, ppo_update
-from agents.train import Run, TrainConfig
+from agents.train import TokenRun, TrainConfig
 from benchmarks import record
 
 
@@ -83,7 +83,7 @@ def update_throughput(episodes: int, repeat: int) -> tuple[float, float, int]:
     """(tokens/s, FLOP/s) of PPO updates on a DialogQA-v0 rollout, and the tokens per update."""
     config = TrainConfig(num_envs=episodes, pretrain=False, ppo=PPOConfig(update_epochs=1))
     with tempfile.TemporaryDirectory() as directory:
-        run = Run(config, directory, progress=False)
+        run = TokenRun(config, directory, progress=False)
         rollout = run.collect()
         tokens = rollout.tokens.numel()  # every position of every dialogue goes through the model
         seconds = timed(
@@ -91,7 +91,7 @@ def update_throughput(episodes: int, repeat: int) -> tuple[float, float, int]:
             repeat,
         )
         flops = (
-            3 * forward_flops_per_token(run.policy_config, rollout.tokens.shape[1]) * tokens
+            3 * forward_flops_per_token(run.policy.config, rollout.tokens.shape[1]) * tokens
         )  # backward = 2x forward
     return tokens / seconds, flops / seconds, tokens
 
@@ -117,7 +117,7 @@ def training_steps_per_second(env_id: str, env_args: dict, updates: int) -> tupl
     """(env steps/s, env steps timed) of our whole PPO loop (rollout + KL + GAE + update), pretraining excluded."""
     config = TrainConfig(env=env_id, env_args=env_args, pretrain=False)
     with tempfile.TemporaryDirectory() as directory:
-        run = Run(config, directory, progress=False)
+        run = TokenRun(config, directory, progress=False)
         run.step()  # warm-up
         first, start = run.env_steps, time.perf_counter()
         for _ in range(updates):

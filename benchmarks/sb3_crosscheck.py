@@ -45,7 +45,7 @@ from pathlib import Path
 
 import dialog_gym
 from agents.agent import PolicyAgent
-from agents.train import Run, TrainConfig
+from agents.train import TokenRun, TrainConfig
 from benchmarks import record
 
 EVAL_EPISODES, EVAL_SEED = 256, 1234
@@ -168,7 +168,7 @@ def run_ours(env_args: dict, seed: int, budget: int, every: int, label: str, pre
     )
     result = Result("ours, pretrained" if pretrain else "ours, from scratch", label, seed)
     with tempfile.TemporaryDirectory() as directory:
-        run = Run(config, Path(directory), progress=False)
+        run = TokenRun(config, Path(directory), progress=False)
         start = time.perf_counter()
         if pretrain:
             run.run_pretraining()
