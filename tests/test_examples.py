@@ -133,5 +133,7 @@ def test_sb3_evaluation_curve_records_points():
     curve = EvaluationCurve("DialogQA-Toy-v0", TINY, every=128, episodes=16)
     model.learn(384, callback=curve)
     steps = [p["env_steps"] for p in curve.points]
-    assert len(steps) >= 3 and steps == sorted(steps)
-    assert all(0.0 <= p["success_rate"] <= 1.0 for p in curve.points) and curve.training_seconds > 0
+    assert len(steps) >= 3 and steps == sorted(steps) and all(p["episodes"] == 16 for p in curve.points)
+    curve.record()  # a point is what evaluate gives the model at that moment
+    final = dialog_gym.evaluate(sb3_agent(model), "DialogQA-Toy-v0", episodes=16, seed=0, **TINY)
+    assert {key: curve.points[-1][key] for key in final} == final and curve.training_seconds > 0
