@@ -140,6 +140,10 @@ def test_the_full_recipe_pretrain_ppo_save_load_evaluate(bpe_dir, tmp_path):
     assert torch.allclose(ours[real], theirs[..., : ours.shape[-1]][real], atol=1e-4)
     # Loaded back with its value head, the greedy policy scores exactly what the run reported.
     loaded = HFPolicy.from_pretrained(saved)
+    with torch.no_grad():
+        trained_values, loaded_values = run.policy(tokens)[1], loaded(tokens)[1]
+    assert trained_values[valid].std() > 0  # PPO moved the value head off zero
+    assert torch.allclose(loaded_values[valid], trained_values[valid], atol=1e-4)
     again = dialog_gym.evaluate(
         PolicyAgent(loaded, greedy=True),
         "DialogQA-v0",
@@ -181,7 +185,10 @@ def test_lora_trains_only_the_adapters_and_the_reference_is_the_base_model(bpe_d
     saved = run.policy.save_pretrained(tmp_path / "merged")
     merged = HFPolicy.from_pretrained(saved)
     with torch.no_grad():
-        assert torch.allclose(merged(tokens)[0], run.policy(tokens)[0], atol=1e-4)
+        merged_logits, merged_values = merged(tokens)
+        logits, values = run.policy(tokens)
+    assert torch.allclose(merged_logits, logits, atol=1e-4)
+    assert values.std() > 0 and torch.allclose(merged_values, values, atol=1e-4)  # the trained value head came along
 
 
 def test_bad_policy_settings_fail_in_one_line(bpe_dir, tmp_path):
