@@ -108,30 +108,74 @@ def test_pickle_mid_episode_continues_identically(env_id, kwargs):
             assert np.array_equal(env.reset()[0], clone.reset()[0])
 
 
+def row_info(info: dict, i: int) -> dict:
+    """Row ``i`` of a vector env's info: every key whose ``_key`` mask is set for the row, at that row."""
+    row = {}
+    for key, value in info.items():
+        if key.startswith("_"):
+            continue
+        mask = info.get(f"_{key}")
+        if mask is None or mask[i]:  # a nested dict without masks holds every row
+            row[key] = row_info(value, i) if isinstance(value, dict) else value[i]
+    return row
+
+
+def assert_same_info(single: dict, row: dict, where: str) -> None:
+    """The single env's info and the vector row's hold the same keys with equal values."""
+    assert set(single) == set(row), f"{where}: single env keys {sorted(single)} != vector row keys {sorted(row)}"
+    for key, value in single.items():
+        if isinstance(value, dict):
+            assert isinstance(row[key], dict), f"{where}: {key!r} is a dict in the single env only"
+            assert_same_info(value, row[key], f"{where}, {key}")
+        else:
+            assert np.array_equal(np.asarray(value), np.asarray(row[key])), (
+                f"{where}: {key!r} {value!r} != {row[key]!r}"
+            )
+
+
 @pytest.mark.parametrize("env_id,kwargs", VARIANTS)
 def test_native_vector_env_plays_the_episodes_of_single_envs(env_id, kwargs):
-    """Row i of make_vec(seed=s) equals a single env seeded s + i, through autoresets."""
-    n, steps, seed = 5, 120, 11
+    """Row i of make_vec(seed=s) equals a single env seeded s + i, infos included, through autoresets.
+
+    The rows mostly follow the expert (else a random allowed token), so episodes end by finishing
+    (interactive ones too); the last row rambles (random words, never EOS), so answers also hit
+    their limit and episodes are truncated.
+    """
+    n, steps, seed = 5, 300, 11
+    random_share = np.array([0.05, 0.1, 0.2, 0.4, 0.0])  # per row: how often it ignores the expert
     envs = gym.make_vec(env_id, num_envs=n, **kwargs)
     assert isinstance(envs.unwrapped, dialog_gym.DialogVectorEnv)
     assert envs.metadata["autoreset_mode"] == AutoresetMode.NEXT_STEP
     singles = [gym.make(env_id, **kwargs) for _ in range(n)]
-    obs, _ = envs.reset(seed=seed)
-    single_obs = [env.reset(seed=seed + i)[0] for i, env in enumerate(singles)]
-    assert np.array_equal(obs, np.stack(single_obs))
+    obs, info = envs.reset(seed=seed)
+    for i, env in enumerate(singles):
+        single_obs, single_info = env.reset(seed=seed + i)
+        assert np.array_equal(obs[i], single_obs)
+        assert_same_info(single_info, row_info(info, i), f"reset, row {i}")
+    eos = envs.unwrapped.tokenizer.eos_id
+    allowed = np.flatnonzero(envs.unwrapped.action_masks()[0])
+    words = allowed[allowed != eos]
     rng = np.random.default_rng(0)
     needs_reset = np.zeros(n, bool)
-    for _ in range(steps):
-        actions = rng.integers(envs.single_action_space.n, size=n)
+    terminations, truncations = np.zeros(n, int), np.zeros(n, int)
+    for t in range(steps):
+        actions = np.where(rng.random(n) < random_share, rng.choice(allowed, n), info["expert_action"])
+        actions[-1] = rng.choice(words)
         obs, rewards, terminated, truncated, info = envs.step(actions)
         for i, env in enumerate(singles):
-            if needs_reset[i]:
-                expected = (env.reset()[0], 0.0, False, False)
+            if needs_reset[i]:  # the vector env's autoreset step
+                single_obs, single_info = env.reset()
+                expected = (single_obs, 0.0, False, False, single_info)
             else:
-                expected = env.step(int(actions[i]))[:4]
-            assert np.array_equal(obs[i], expected[0])
-            assert (rewards[i], terminated[i], truncated[i]) == expected[1:4]
+                expected = env.step(int(actions[i]))
+            assert np.array_equal(obs[i], expected[0]), f"step {t}, row {i}: observations differ"
+            assert (rewards[i], terminated[i], truncated[i]) == expected[1:4], f"step {t}, row {i}"
+            assert_same_info(expected[4], row_info(info, i), f"step {t}, row {i}")
         needs_reset = terminated | truncated
+        terminations += terminated
+        truncations += truncated
+    assert terminations[0] > 0, f"the nearly expert row finishes episodes; terminations per row {terminations}"
+    assert truncations[-1] > 0, f"the rambling row's answers hit the token limit; truncations per row {truncations}"
 
 
 def test_vector_env_matches_sync_vector_env_of_the_same_seeds():

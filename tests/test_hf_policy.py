@@ -21,6 +21,14 @@ from agents.train import Run, TrainConfig, train
 TINY_GPT2 = Path(__file__).resolve().parents[1] / "examples" / "tiny-gpt2"
 
 
+def randomise_value_head(policy: HFPolicy, seed: int = 0) -> None:
+    """Give the value head random weights: it starts at zero, which would make every value check compare 0 with 0."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for parameter in policy.value_head.parameters():
+            parameter.copy_(torch.randn(parameter.shape, generator=generator))
+
+
 @pytest.fixture(scope="module")
 def bpe_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("bpe") / "tokenizer"
@@ -53,10 +61,16 @@ def test_the_adapter_gives_the_bare_models_logits():
         bare = model(input_ids=tokens).logits
     assert torch.allclose(logits, bare, atol=1e-5)
     assert values.shape == (3, 20) and torch.all(values == 0)  # the value head starts at zero
+    randomise_value_head(policy)
+    logits, values = policy(tokens)
+    with torch.no_grad():
+        hidden = model(input_ids=tokens, output_hidden_states=True).hidden_states[-1]
+        assert torch.allclose(values, policy.value_head(hidden).squeeze(-1), atol=1e-5)
     # Left padding changes nothing at the real positions (positions count from the first real token).
     padded = torch.cat([torch.zeros(3, 7, dtype=torch.long), tokens], dim=1)
-    logits_padded, _ = policy(padded)
+    logits_padded, values_padded = policy(padded)
     assert torch.allclose(logits_padded[:, 7:], bare, atol=1e-5)
+    assert torch.allclose(values_padded[:, 7:], values, atol=1e-5)
 
 
 def test_logits_are_cut_or_extended_to_the_envs_vocabulary_and_masked():
@@ -75,12 +89,19 @@ def test_rollouts_with_the_models_kv_cache_match_one_pass_scoring(bpe_dir):
     config = HFPolicyConfig(kernel.tokenizer.vocab_size, kernel.tokenizer.pad_id, kernel.max_len)
     torch.manual_seed(0)
     policy = build_hf_policy(str(TINY_GPT2), config, torch.tensor(np.array(kernel.action_mask)))
+    randomise_value_head(policy)
     rollout = collect_episodes(
         envs, policy, seed=0, generator=torch.Generator().manual_seed(0), device=torch.device("cpu")
     )
-    logprobs, _, values = rollout.score(policy)
-    assert rollout.mask.sum(1).min() >= 2  # several tokens per episode went through the cache
-    assert torch.allclose(logprobs[rollout.mask], rollout.logprobs[rollout.mask], atol=1e-5)
+    with torch.no_grad():
+        logprobs, _, values = rollout.score(policy)
+    mask = rollout.mask
+    assert mask.sum(1).min() >= 2  # several tokens per episode went through the cache
+    assert torch.allclose(logprobs[mask], rollout.logprobs[mask], atol=1e-5)
+    assert rollout.values[mask].std() > 0.1  # real values, not a head that outputs a constant
+    assert torch.allclose(values[mask], rollout.values[mask], atol=1e-5)
+    following = mask[:, 1:]  # next_value of each step is the value of the following step
+    assert torch.allclose(rollout.next_values[:, :-1][following], rollout.values[:, 1:][following], atol=1e-5)
 
 
 def test_the_full_recipe_pretrain_ppo_save_load_evaluate(bpe_dir, tmp_path):
@@ -119,6 +140,10 @@ def test_the_full_recipe_pretrain_ppo_save_load_evaluate(bpe_dir, tmp_path):
     assert torch.allclose(ours[real], theirs[..., : ours.shape[-1]][real], atol=1e-4)
     # Loaded back with its value head, the greedy policy scores exactly what the run reported.
     loaded = HFPolicy.from_pretrained(saved)
+    with torch.no_grad():
+        trained_values, loaded_values = run.policy(tokens)[1], loaded(tokens)[1]
+    assert trained_values[valid].std() > 0  # PPO moved the value head off zero
+    assert torch.allclose(loaded_values[valid], trained_values[valid], atol=1e-4)
     again = dialog_gym.evaluate(
         PolicyAgent(loaded, greedy=True),
         "DialogQA-v0",
@@ -160,7 +185,10 @@ def test_lora_trains_only_the_adapters_and_the_reference_is_the_base_model(bpe_d
     saved = run.policy.save_pretrained(tmp_path / "merged")
     merged = HFPolicy.from_pretrained(saved)
     with torch.no_grad():
-        assert torch.allclose(merged(tokens)[0], run.policy(tokens)[0], atol=1e-4)
+        merged_logits, merged_values = merged(tokens)
+        logits, values = run.policy(tokens)
+    assert torch.allclose(merged_logits, logits, atol=1e-4)
+    assert values.std() > 0 and torch.allclose(merged_values, values, atol=1e-4)  # the trained value head came along
 
 
 def test_bad_policy_settings_fail_in_one_line(bpe_dir, tmp_path):

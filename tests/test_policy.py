@@ -10,9 +10,19 @@ from agents.policy import PolicyConfig, TransformerPolicy
 from agents.rollout import collect_episodes
 
 
+def randomise_value_head(policy: torch.nn.Module, seed: int = 0) -> None:
+    """Give the value head random weights: it starts at zero, which would make every value check compare 0 with 0."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for parameter in policy.value_head.parameters():
+            parameter.copy_(torch.randn(parameter.shape, generator=generator))
+
+
 def make_policy(vocab=30, context=40, seed=0, **kwargs) -> TransformerPolicy:
     torch.manual_seed(seed)
-    return TransformerPolicy(PolicyConfig(vocab_size=vocab, context_len=context, **kwargs)).eval()
+    policy = TransformerPolicy(PolicyConfig(vocab_size=vocab, context_len=context, **kwargs)).eval()
+    randomise_value_head(policy, seed)
+    return policy
 
 
 def test_kv_cache_gives_the_logits_of_the_full_pass():
@@ -43,9 +53,10 @@ def test_cache_of_selected_rows_continues_those_rows():
     with torch.no_grad():
         _, _, cache = policy.start(prompts)
         kept = cache.select(torch.tensor([0, 2]))
-        logits, _, _ = policy.extend(torch.tensor([[7], [8]]), torch.ones(2, 1, dtype=torch.bool), kept)
-        ref, _ = policy(torch.cat([prompts[[0, 2]], torch.tensor([[7], [8]])], dim=1))
+        logits, value, _ = policy.extend(torch.tensor([[7], [8]]), torch.ones(2, 1, dtype=torch.bool), kept)
+        ref, ref_values = policy(torch.cat([prompts[[0, 2]], torch.tensor([[7], [8]])], dim=1))
     assert torch.allclose(logits, ref[:, -1], atol=1e-5)
+    assert torch.allclose(value, ref_values[:, -1], atol=1e-5)
 
 
 def test_changing_a_later_token_leaves_earlier_outputs_unchanged():
@@ -59,6 +70,7 @@ def test_changing_a_later_token_leaves_earlier_outputs_unchanged():
     assert torch.allclose(a_logits[:, :8], b_logits[:, :8], atol=1e-6)
     assert torch.allclose(a_values[:, :8], b_values[:, :8], atol=1e-6)
     assert not torch.allclose(a_logits[:, 8:], b_logits[:, 8:])
+    assert not torch.allclose(a_values[:, 8:], b_values[:, 8:])
 
 
 def test_left_padding_does_not_change_the_outputs():
@@ -100,6 +112,7 @@ def test_one_pass_scoring_equals_the_rollout_step_by_step(env_id, kwargs):
         PolicyConfig(vocab_size=kernel.tokenizer.vocab_size, context_len=kernel.max_len),
         torch.tensor(np.array(kernel.action_mask)),
     )
+    randomise_value_head(policy)
     rollout = collect_episodes(
         envs, policy, seed=3, generator=torch.Generator().manual_seed(0), device=torch.device("cpu")
     )
@@ -108,6 +121,7 @@ def test_one_pass_scoring_equals_the_rollout_step_by_step(env_id, kwargs):
         logprobs, _, values = rollout.score(policy)
     mask = rollout.mask
     assert torch.allclose(logprobs[mask], rollout.logprobs[mask], atol=1e-5)
+    assert rollout.values[mask].std() > 0.1  # real values, not a head that outputs a constant
     assert torch.allclose(values[mask], rollout.values[mask], atol=1e-5)
     # next_value of each step is the value of the following step, and the final dialogue is the env's.
     following = mask[:, 1:]
