@@ -45,8 +45,6 @@ from agents.pretrain import pretrain
 from agents.rollout import TokenRollout, check_window, collect_episodes
 from dialog_gym.hf_tokenizer import HFTokenizer
 
-__all__ = ["Run", "TokenRun", "TrainConfig", "train", "update_seed"]
-
 PRETRAINED, INITIAL = "pretrained", "initial"
 
 
@@ -312,9 +310,6 @@ class TokenRun:
         results["ppo_greedy"] = evaluate(PolicyAgent(self.policy, greedy=True, device=self.device))
         write_atomic(self.out_dir / "eval.json", json.dumps(results, indent=2))
         return results
-
-
-Run = TokenRun
 
 
 class Trainer(Protocol):

@@ -9,7 +9,7 @@
    64x64 MLP on one-hot observations, 8 envs, 2048 steps per env per rollout, 10 epochs of
    minibatches of 64), each on DialogQA-Toy-v0 and on DialogQA-v0. Both sides are warmed up by one
    update, then timed over whole updates, and count the env steps those updates actually ran
-   (our ``Run.env_steps``, SB3's ``model.num_timesteps``).
+   (our ``TokenRun.env_steps``, SB3's ``model.num_timesteps``).
 4. With ``--main-job``: the wall time of the default ``dialog-gym train`` (about five minutes).
 
     python -m benchmarks.ppo_throughput [--quick] [--main-job] [--out DIR]

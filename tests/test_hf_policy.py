@@ -16,7 +16,7 @@ from agents.agent import PolicyAgent
 from agents.cli import main as cli
 from agents.hf_policy import HFPolicy, HFPolicyConfig, build_hf_policy
 from agents.rollout import collect_episodes
-from agents.train import Run, TrainConfig, train
+from agents.train import TokenRun, TrainConfig, train
 
 TINY_GPT2 = Path(__file__).resolve().parents[1] / "examples" / "tiny-gpt2"
 
@@ -85,10 +85,10 @@ def test_logits_are_cut_or_extended_to_the_envs_vocabulary_and_masked():
 
 def test_rollouts_with_the_models_kv_cache_match_one_pass_scoring(bpe_dir):
     envs = gym.make_vec("DialogQA-v0", num_envs=6, tokenizer=bpe_dir)
-    kernel = envs.unwrapped.kernel
-    config = HFPolicyConfig(kernel.tokenizer.vocab_size, kernel.tokenizer.pad_id, kernel.max_len)
+    env = envs.unwrapped
+    config = HFPolicyConfig(env.tokenizer.vocab_size, env.tokenizer.pad_id, env.max_len)
     torch.manual_seed(0)
-    policy = build_hf_policy(str(TINY_GPT2), config, torch.tensor(np.array(kernel.action_mask)))
+    policy = build_hf_policy(str(TINY_GPT2), config, torch.tensor(np.array(env.action_masks()[0])))
     randomise_value_head(policy)
     rollout = collect_episodes(
         envs, policy, seed=0, generator=torch.Generator().manual_seed(0), device=torch.device("cpu")
@@ -122,7 +122,7 @@ def test_the_full_recipe_pretrain_ppo_save_load_evaluate(bpe_dir, tmp_path):
     saved = tmp_path / "run" / "model"
     assert (saved / "config.json").is_file() and (saved / "tokenizer.json").is_file()
     # The saved directory loads with plain transformers and gives the same logits as the trained policy.
-    run = Run(config, tmp_path / "probe", progress=False)
+    run = TokenRun(config, tmp_path / "probe", progress=False)
     from agents.checkpoint import latest_checkpoint, load_checkpoint
 
     load_checkpoint(latest_checkpoint(tmp_path / "run" / "checkpoints"), run.policy)
@@ -165,10 +165,10 @@ def test_lora_trains_only_the_adapters_and_the_reference_is_the_base_model(bpe_d
             "total_steps": 1500,
             "num_envs": 32,
             "pretrain": False,
-            "model": {"lora_rank": 4},
+            "lora": {"rank": 4},
         }
     )
-    run = Run(config, tmp_path, progress=False)
+    run = TokenRun(config, tmp_path, progress=False)
     assert not isinstance(run.reference, torch.nn.Module)  # no second copy of the model
     before = {k: v.clone() for k, v in run.policy.state_dict().items()}
     tokens = torch.as_tensor(gym.make_vec("DialogQA-v0", num_envs=4, tokenizer=bpe_dir).reset(seed=0)[0])
@@ -198,9 +198,9 @@ def test_bad_policy_settings_fail_in_one_line(bpe_dir, tmp_path):
         cli(["train", "--policy", "gpt2", "--out", str(tmp_path / "b"), "--quiet"])
     trained = HFPolicy(tiny_model(600), HFPolicyConfig(600, 0, 128)).save_pretrained(tmp_path / "trained")
     with pytest.raises(ValueError, match="--env-arg tokenizer=DIR"):
-        Run(TrainConfig(policy=f"hf:{trained}", env="DialogQA-v0"), tmp_path / "c", progress=False)
+        TokenRun(TrainConfig(policy=f"hf:{trained}", env="DialogQA-v0"), tmp_path / "c", progress=False)
     with pytest.raises(ValueError, match="positions"):
-        Run(
+        TokenRun(
             TrainConfig(policy=f"hf:{trained}", env="DialogQA-v0", env_args={"tokenizer": bpe_dir, "max_len": 200}),
             tmp_path / "d",
             progress=False,

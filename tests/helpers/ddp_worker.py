@@ -2,7 +2,7 @@
 
 ``python -m torch.distributed.run --nproc_per_node=2 tests/helpers/ddp_worker.py MODE OUT CONFIG_JSON UPDATES``
 
-- ``steps``: build a Run, take UPDATES PPO updates, save each process's weights as OUT/rank{R}.safetensors.
+- ``steps``: build a TokenRun, take UPDATES PPO updates, save each process's weights as OUT/rank{R}.safetensors.
 - ``train``: ``agents.train.train`` for UPDATES updates (``stop_after``) in OUT.
 - ``resume``: continue the run in OUT up to UPDATES updates.
 """
@@ -14,7 +14,7 @@ from pathlib import Path
 from safetensors.torch import save_file
 
 from agents.distributed import start_processes, stop_processes
-from agents.train import Run, TrainConfig, train
+from agents.train import TokenRun, TrainConfig, train
 
 
 def main() -> None:
@@ -22,7 +22,7 @@ def main() -> None:
     config = TrainConfig.from_dict(json.loads(config_json))
     if mode == "steps":
         processes = start_processes(config.device)
-        run = Run(config, out, progress=False, processes=processes)
+        run = TokenRun(config, out, progress=False, processes=processes)
         for _ in range(updates):
             run.step()
         weights = {k: v.detach().clone() for k, v in run.policy.state_dict().items()}
