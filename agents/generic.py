@@ -19,7 +19,7 @@ import torch
 from agents.checkpoint import write_atomic
 from agents.config import Seed, TrainConfig, pick_device, update_seed
 from agents.distributed import Processes
-from agents.metrics import mean
+from agents.metrics import explained_variance, metrics_row
 from agents.mlp import MLPPolicy
 from agents.ppo import NonFiniteError, advantages_and_returns, ppo_update
 from agents.rollout import StepCollector
@@ -77,28 +77,25 @@ class GenericRun:
         self.update += 1
         self.env_steps += rollout.num_steps
         self.episodes += len(rollout.episode.get("return", []))
-        variance, residual = float(returns.var(unbiased=False)), float(residuals.var(unbiased=False))
-        seconds = time.perf_counter() - start
-        return {
-            "update": self.update,
-            "env_steps": self.env_steps,
-            "episodes": self.episodes,
-            "return": mean(rollout.episode.get("return")),
-            "answer_accuracy": float("nan"),
-            "success_rate": float("nan"),
-            "episode_length": mean(rollout.episode.get("length")),
-            "kl": 0.0,
-            "beta": 0.0,
-            "entropy": stats.entropy,
-            "policy_loss": stats.policy_loss,
-            "value_loss": stats.value_loss,
-            "approx_kl": stats.approx_kl,
-            "clip_fraction": stats.clip_fraction,
-            "explained_variance": 1.0 - residual / variance if variance > 1e-12 else float("nan"),
-            "learning_rate": self.optimizer.param_groups[0]["lr"],
-            "steps_per_second": rollout.num_steps / seconds,
-            "wall_seconds": seconds,
-        }
+        return metrics_row(
+            update=self.update,
+            env_steps=self.env_steps,
+            episodes=self.episodes,
+            finished=rollout.episode,
+            kl=0.0,
+            beta=0.0,
+            stats=stats,
+            explained_variance=explained_variance(
+                float(returns.sum()),
+                float((returns**2).sum()),
+                float(residuals.sum()),
+                float((residuals**2).sum()),
+                rollout.num_steps,
+            ),
+            learning_rate=self.optimizer.param_groups[0]["lr"],
+            steps=rollout.num_steps,
+            seconds=time.perf_counter() - start,
+        )
 
     def save(self) -> None:
         """Nothing to save between updates: such runs are short and start again rather than resume."""

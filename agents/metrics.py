@@ -99,6 +99,56 @@ def ratio(numerator: np.ndarray | None, denominator: np.ndarray | None) -> float
     return float(np.sum(numerator) / np.sum(denominator))
 
 
+def metrics_row(
+    *,
+    update: int,
+    env_steps: int,
+    episodes: int,
+    finished: dict[str, np.ndarray],
+    kl: float,
+    beta: float,
+    stats: Any,
+    explained_variance: float,
+    learning_rate: float,
+    steps: float,
+    seconds: float,
+) -> dict[str, Any]:
+    """One row of ``metrics.csv`` (``METRIC_COLUMNS``): counters, the episodes that ended in this
+    update (``finished``: arrays of return, length and, for dialog envs, correct/questions/success),
+    the KL to the reference, and the update's ``UpdateStats``."""
+    return {
+        "update": update,
+        "env_steps": env_steps,
+        "episodes": episodes,
+        "return": mean(finished.get("return")),
+        "answer_accuracy": ratio(finished.get("correct"), finished.get("questions")),
+        "success_rate": mean(finished.get("success")),
+        "episode_length": mean(finished.get("length")),
+        "kl": kl,
+        "beta": beta,
+        "entropy": stats.entropy,
+        "policy_loss": stats.policy_loss,
+        "value_loss": stats.value_loss,
+        "approx_kl": stats.approx_kl,
+        "clip_fraction": stats.clip_fraction,
+        "explained_variance": explained_variance,
+        "learning_rate": learning_rate,
+        "steps_per_second": steps / seconds,
+        "wall_seconds": seconds,
+    }
+
+
+def explained_variance(
+    returns_sum: float, returns_sq: float, residual_sum: float, residual_sq: float, n: float
+) -> float:
+    """1 - Var(returns - values) / Var(returns), from sums over ``n`` steps (sums add up over processes)."""
+    if n <= 1:
+        return float("nan")
+    variance = returns_sq / n - (returns_sum / n) ** 2
+    residual = residual_sq / n - (residual_sum / n) ** 2
+    return 1.0 - residual / variance if variance > 1e-12 else float("nan")
+
+
 def progress_bar(total: int, description: str, enabled: bool):
     from tqdm.auto import tqdm
 

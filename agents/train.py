@@ -39,7 +39,7 @@ from agents.config import Seed, TrainConfig, pick_device, update_seed
 from agents.distributed import Processes, start_processes, stop_processes
 from agents.generic import GenericRun
 from agents.hf_policy import AdaptersDisabled, HFPolicy
-from agents.metrics import MetricsLog, mean, progress_bar, ratio
+from agents.metrics import MetricsLog, explained_variance, metrics_row, progress_bar
 from agents.ppo import AdaptiveKLController, NonFiniteError, advantages_and_returns, kl_penalised_rewards, ppo_update
 from agents.pretrain import pretrain
 from agents.rollout import TokenRollout, check_window, collect_episodes
@@ -208,31 +208,21 @@ class TokenRun:
         self.kl.update(kl_per_episode, int(n_rows))
         self.update += 1
         self.env_steps += int(steps)
-        episode = processes.gather_arrays(rollout.episode)
-        self.episodes += len(episode.get("return", []))
-        variance = s2 / steps - (s1 / steps) ** 2 if steps > 1 else 0.0
-        residual = r2 / steps - (r1 / steps) ** 2 if steps > 1 else 0.0
-        seconds = time.perf_counter() - start
-        return {
-            "update": self.update,
-            "env_steps": self.env_steps,
-            "episodes": self.episodes,
-            "return": mean(episode.get("return")),
-            "answer_accuracy": ratio(episode.get("correct"), episode.get("questions")),
-            "success_rate": mean(episode.get("success")),
-            "episode_length": mean(episode.get("length")),
-            "kl": kl_per_episode,
-            "beta": self.kl.beta,
-            "entropy": stats.entropy,
-            "policy_loss": stats.policy_loss,
-            "value_loss": stats.value_loss,
-            "approx_kl": stats.approx_kl,
-            "clip_fraction": stats.clip_fraction,
-            "explained_variance": 1.0 - residual / variance if variance > 1e-12 else float("nan"),
-            "learning_rate": self.optimizer.param_groups[0]["lr"],
-            "steps_per_second": steps / seconds,
-            "wall_seconds": seconds,
-        }
+        finished = processes.gather_arrays(rollout.episode)
+        self.episodes += len(finished.get("return", []))
+        return metrics_row(
+            update=self.update,
+            env_steps=self.env_steps,
+            episodes=self.episodes,
+            finished=finished,
+            kl=kl_per_episode,
+            beta=self.kl.beta,
+            stats=stats,
+            explained_variance=explained_variance(s1, s2, r1, r2, steps),
+            learning_rate=self.optimizer.param_groups[0]["lr"],
+            steps=steps,
+            seconds=time.perf_counter() - start,
+        )
 
     # -- checkpoints ----------------------------------------------------------------------------
 
