@@ -40,6 +40,8 @@ def build_policy(config: TrainConfig, env: gym.Env | gym.vector.VectorEnv) -> nn
     vocab, window, allowed = env_shape(env)
     tokenizer = env.unwrapped.tokenizer
     if config.policy == "transformer":
+        if config.lora.rank:
+            raise ValueError("lora.rank applies to hf: policies; set --policy hf:PATH or lora.rank: 0")
         return TransformerPolicy(config.model.sized(vocab, window, tokenizer.pad_id), allowed)
     spec = config.policy[len(HF_PREFIX) :]
     policy = build_hf_policy(

@@ -87,8 +87,6 @@ class TrainConfig:
             raise ValueError(
                 f"policy must be 'transformer' or 'hf:PATH' (a model directory or config.json), got {self.policy!r}"
             )
-        if self.lora.rank and self.policy == "transformer":
-            raise ValueError("lora.rank applies to hf: policies; set policy: hf:PATH or lora.rank: 0")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -273,6 +273,8 @@ def test_a_nan_loss_stops_training_with_the_update_number(tmp_path, monkeypatch)
         ({"ppo": {"gae_lambda": 2.0}}, "ppo.gae_lambda"),
         ({"pretraining": {"demo_noise": -1}}, "pretraining.demo_noise|pretrain.demo_noise"),
         ({"model": {"d_model": 30, "n_head": 4}}, "divisible by model.n_head"),
+        ({"lora": {"rank": 4}}, "lora.rank applies to hf: policies"),
+        ({"model": {"vocab_size": 7}}, "model.vocab_size=7 does not match the env's"),
     ],
 )
 def test_bad_config_values_are_named(tmp_path, data, message):
