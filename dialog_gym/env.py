@@ -9,7 +9,7 @@ import numpy as np
 from gymnasium import spaces
 
 from dialog_gym.demonstrations import Demonstrations, make_demonstrations
-from dialog_gym.kernel import DialogueKernel
+from dialog_gym.kernel import DialogueKernel, StepOutcome
 from dialog_gym.rewards import TextReward
 from dialog_gym.tasks.base import Task
 
@@ -61,11 +61,20 @@ class DialogEnv(gym.Env):
     (``"max_turns"``).
 
     ## Info
-    Every step: ``action_mask`` (int8, V), ``expert_action`` (the reference's next token),
-    ``turn``, ``reference`` (text of the current reference answer) and ``answer`` (the current
-    answer so far). When an answer ends: ``answer_reward`` and ``answer_correct``. When the
-    episode ends: ``dialogue`` = {return, length, answers, correct, questions, success,
-    answer_tokens} (not ``episode``, which Gymnasium's and SB3's episode-statistics wrappers add).
+    Every step and every reset returns the same keys with the same types, so learners that stack
+    infos into arrays (Tianshou's buffers) find no gaps:
+
+    * ``action_mask`` (int8, V): tokens worth emitting; ``expert_action`` (int): the reference's
+      next token; ``turn`` (int); ``reference`` (str): the current reference answer.
+    * ``answer_done`` (bool): an answer ended on this step; then ``answer`` (str, special
+      tokens dropped), ``answer_reward`` (float) and ``answer_correct`` (bool) describe it,
+      otherwise they are ``""``, ``0.0`` and ``False``.
+    * ``episode_done`` (bool): the episode ended (terminated or truncated); ``truncated_by``
+      (str): ``"max_answer_tokens"`` or ``"max_turns"`` when truncated, else ``""``.
+    * ``dialogue``: the episode so far, final when ``episode_done``: ``return`` (float),
+      ``length``, ``answers``, ``correct``, ``questions``, ``answer_tokens`` (ints) and
+      ``success`` (bool). Not ``episode``, which Gymnasium's and SB3's episode-statistics
+      wrappers add.
 
     ## Arguments
     ``split`` ("train" or "test"), ``reward``, ``shaping``, ``success_reward``,
@@ -130,42 +139,74 @@ class DialogEnv(gym.Env):
     def step(self, action):
         if not self._started:
             raise gym.error.ResetNeeded("step() was called before reset(); call reset() first")
-        if self.kernel.done[0]:
+        kernel = self.kernel
+        if kernel.done[0]:
             raise gym.error.ResetNeeded("step() was called after the episode ended; call reset() to start a new one")
-        token = check_action(action, self.tokenizer.vocab_size)
-        outcome = self.kernel.step(np.array([token]))
+        token = check_action(action, self.action_space.n)
+        reward = kernel.append_token(token)  # the cheap path, for a token inside an answer
+        if reward is not None:
+            info = self._inside_answer_info()
+            terminated = truncated = False
+        else:
+            outcome = kernel.step(np.array([token]))
+            info = self._info(outcome)
+            reward, terminated, truncated = outcome.reward.item(), outcome.terminated.item(), outcome.truncated.item()
         if self.render_mode == "human":
             self.render()
-        return (
-            self.kernel.obs[0].copy(),
-            float(outcome.reward[0]),
-            bool(outcome.terminated[0]),
-            bool(outcome.truncated[0]),
-            self._info(outcome),
-        )
+        return kernel.obs[0].copy(), reward, terminated, truncated, info
 
-    def _info(self, outcome) -> dict[str, Any]:
+    def _info(self, outcome: StepOutcome | None) -> dict[str, Any]:
+        """The info after ``reset`` (``outcome`` None) or a ``kernel.step``; it also caches what stays
+        fixed within an answer, so that ``_inside_answer_info`` decodes nothing."""
         kernel = self.kernel
-        turn = int(kernel.turn[0])
         reference = kernel.reference(0)
-        info: dict[str, Any] = {
-            "action_mask": self._action_mask.copy(),
-            "expert_action": int(kernel.expert_action()[0]),
-            "turn": turn,
-            "reference": self.tokenizer.decode(reference),
-            "answer": self.tokenizer.decode(kernel.answers[0, turn, : kernel.pos[0]]),
-        }
-        if outcome is not None and outcome.answer_done[0]:
-            finished = turn if kernel.done[0] else turn - 1  # the turn has moved on unless the episode ended
-            finished_answer = kernel.answers[0, finished, : kernel.answer_len[0, finished]]
-            info["answer"] = self.tokenizer.decode(finished_answer, skip_special=True)
-            info["answer_reward"] = float(outcome.answer_reward[0])
-            info["answer_correct"] = bool(outcome.answer_correct[0])
-        if outcome is not None and kernel.done[0]:
-            info["dialogue"] = {key: value[0].item() for key, value in kernel.episode_stats(np.array([0])).items()}
-            if outcome.truncated[0]:
-                info["truncated_by"] = "max_turns" if outcome.out_of_turns[0] else "max_answer_tokens"
+        self._turn = kernel.turn.item()
+        self._reference_text = self.tokenizer.decode(reference)
+        self._expert_ids = [*reference.tolist(), self.tokenizer.eos_id]
+        stats = kernel.row_stats(0)
+        self._answer_stats = (stats["answers"], stats["correct"], stats["questions"], stats["success"])
+        self._answer_tokens = stats["answer_tokens"]
+        info = self._inside_answer_info()
+        if outcome is None or not outcome.answer_done[0]:
+            return info
+        episode_done = bool(kernel.done[0])
+        finished = self._turn if episode_done else self._turn - 1  # the turn has moved on unless the episode ended
+        answer = kernel.answers[0, finished, : kernel.answer_len[0, finished]]
+        info["answer"] = self.tokenizer.decode(answer, skip_special=True)
+        info["answer_done"] = True
+        info["answer_reward"] = outcome.answer_reward.item()
+        info["answer_correct"] = bool(outcome.answer_correct[0])
+        info["episode_done"] = episode_done
+        if outcome.truncated[0]:
+            info["truncated_by"] = "max_turns" if outcome.out_of_turns[0] else "max_answer_tokens"
         return info
+
+    def _inside_answer_info(self) -> dict[str, Any]:
+        """The info of a step that ended no answer, from what ``_info`` cached and two counters."""
+        kernel = self.kernel
+        expert = self._expert_ids
+        answers, correct, questions, success = self._answer_stats
+        return {
+            "action_mask": self._action_mask.copy(),  # a new array every step, as Gymnasium's checker asks
+            "expert_action": expert[min(kernel.pos.item(), len(expert) - 1)],
+            "turn": self._turn,
+            "reference": self._reference_text,
+            "answer": "",
+            "answer_done": False,
+            "answer_reward": 0.0,
+            "answer_correct": False,
+            "episode_done": False,
+            "truncated_by": "",
+            "dialogue": {
+                "return": kernel.episode_return.item(),
+                "length": kernel.episode_length.item(),
+                "answers": answers,
+                "correct": correct,
+                "questions": questions,
+                "success": success,
+                "answer_tokens": self._answer_tokens,
+            },
+        }
 
     def action_masks(self) -> np.ndarray:
         """Tokens worth emitting (all but the special tokens other than EOS), for ``MaskablePPO``."""
