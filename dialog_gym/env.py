@@ -9,7 +9,7 @@ import numpy as np
 from gymnasium import spaces
 
 from dialog_gym.demonstrations import Demonstrations, make_demonstrations
-from dialog_gym.kernel import DialogueKernel, StepOutcome
+from dialog_gym.kernel import AnswerEnd, DialogueKernel
 from dialog_gym.rewards import TextReward
 from dialog_gym.tasks.base import Task
 
@@ -143,21 +143,31 @@ class DialogEnv(gym.Env):
         if kernel.done[0]:
             raise gym.error.ResetNeeded("step() was called after the episode ended; call reset() to start a new one")
         token = check_action(action, self.action_space.n)
-        reward = kernel.append_token(token)  # the cheap path, for a token inside an answer
+        reward = kernel.append_token(token)  # the cheap paths: a token inside an answer, or one ending it
         if reward is not None:
             info = self._inside_answer_info()
             terminated = truncated = False
         else:
-            outcome = kernel.step(np.array([token]))
-            info = self._info(outcome)
-            reward, terminated, truncated = outcome.reward.item(), outcome.terminated.item(), outcome.truncated.item()
+            end = kernel.finish_answer(token)
+            if end is None:  # an interactive task: the kernel's general step
+                outcome = kernel.step(np.array([token]))
+                end = AnswerEnd(
+                    outcome.reward.item(),
+                    outcome.answer_reward.item(),
+                    outcome.answer_correct.item(),
+                    outcome.terminated.item(),
+                    outcome.truncated.item(),
+                    outcome.out_of_turns.item(),
+                )
+            info = self._info(end)
+            reward, terminated, truncated = end.reward, end.terminated, end.truncated
         if self.render_mode == "human":
             self.render()
         return kernel.obs[0].copy(), reward, terminated, truncated, info
 
-    def _info(self, outcome: StepOutcome | None) -> dict[str, Any]:
-        """The info after ``reset`` (``outcome`` None) or a ``kernel.step``; it also caches what stays
-        fixed within an answer, so that ``_inside_answer_info`` decodes nothing."""
+    def _info(self, end: AnswerEnd | None) -> dict[str, Any]:
+        """The info after ``reset`` (``end`` None) or a step that ended an answer; it also caches what
+        stays fixed within an answer, so that ``_inside_answer_info`` decodes nothing."""
         kernel = self.kernel
         reference = kernel.reference(0)
         self._turn = kernel.turn.item()
@@ -167,18 +177,18 @@ class DialogEnv(gym.Env):
         self._answer_stats = (stats["answers"], stats["correct"], stats["questions"], stats["success"])
         self._answer_tokens = stats["answer_tokens"]
         info = self._inside_answer_info()
-        if outcome is None or not outcome.answer_done[0]:
+        if end is None:
             return info
-        episode_done = bool(kernel.done[0])
+        episode_done = end.terminated or end.truncated
         finished = self._turn if episode_done else self._turn - 1  # the turn has moved on unless the episode ended
         answer = kernel.answers[0, finished, : kernel.answer_len[0, finished]]
         info["answer"] = self.tokenizer.decode(answer, skip_special=True)
         info["answer_done"] = True
-        info["answer_reward"] = outcome.answer_reward.item()
-        info["answer_correct"] = bool(outcome.answer_correct[0])
+        info["answer_reward"] = end.score
+        info["answer_correct"] = end.correct
         info["episode_done"] = episode_done
-        if outcome.truncated[0]:
-            info["truncated_by"] = "max_turns" if outcome.out_of_turns[0] else "max_answer_tokens"
+        if end.truncated:
+            info["truncated_by"] = "max_turns" if end.out_of_turns else "max_answer_tokens"
         return info
 
     def _inside_answer_info(self) -> dict[str, Any]:

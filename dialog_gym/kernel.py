@@ -9,15 +9,18 @@ dialogue as at its start.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
 
 from dialog_gym.episodes import Episodes
 from dialog_gym.random_streams import episode_index
-from dialog_gym.rewards import MODEL_PREFIX, AnswerBatch, BatchReward, TextReward, resolve_reward
+from dialog_gym.rewards import MODEL_PREFIX, REWARDS, AnswerBatch, BatchReward, TextReward, resolve_reward
 from dialog_gym.tasks.base import Reply, Task, check_split
 from dialog_gym.tokenizers import SPECIAL_ID_ATTRIBUTES
+
+KNOWN_SCORES = 1 << 16  # most answers a one-row kernel remembers the scores of
 
 
 @dataclass
@@ -48,6 +51,18 @@ class FinishedAnswers:
     turns_left: np.ndarray  # (R,) bool: an interactive task has a turn left after this one
     reply: Reply | None  # an interactive task's reply, None for other tasks
     new_curriculum: bool  # an adaptive task changed: episodes generated ahead must be made again
+
+
+@dataclass(slots=True)
+class AnswerEnd:
+    """What a one-row kernel's step that ends an answer produced, as Python scalars."""
+
+    reward: float  # the step's reward (the answer's score, plus shaping)
+    score: float  # the answer's reward
+    correct: bool
+    terminated: bool
+    truncated: bool
+    out_of_turns: bool = False
 
 
 class DialogueKernel:
@@ -307,6 +322,53 @@ class DialogueKernel:
         self.episode_length[0] += 1
         return reward
 
+    def finish_answer(self, token: int) -> AnswerEnd | None:
+        """Row 0's step for a token that ends its answer, in scalar operations (a one-row kernel).
+
+        Tasks that reply to the agent themselves take ``step`` instead: this returns None for
+        them, having changed nothing. Like ``step``, it judges the answer before changing state.
+        """
+        pos, turn, slot = self.pos.item(), self.turn.item(), self.slot.item()
+        ended = token == self.tokenizer.eos_id
+        if self.respond is not None or self.done[0] or not (ended or pos + 1 >= self.max_answer_tokens):
+            return None
+        column = min(pos, self.max_answer_tokens - 1)
+        length = pos + 1 - ended  # the answer's tokens, EOS not counted
+        response = self.answers[0:1, turn].copy()  # (1, A)
+        response[0, column] = token
+        score, correct = self._score_one(slot, turn, response, length, ended, token)
+        last = turn == self.ahead.n_turns.item(slot) - 1
+        if self.observe_answers is not None and self.observe_answers(
+            np.array([correct]), self.ahead.tag[slot : slot + 1]
+        ):
+            self.ready_until = np.minimum(self.ready_until, self.counter)
+
+        # From here on nothing can fail.
+        reward = 0.0
+        if self.shaping:
+            reference_len = self.ahead.reference_len.item(slot, turn)
+            share = self.shaping / (reference_len + 1)
+            expert = self.ahead.references.item(slot, turn, pos) if pos < reference_len else self.tokenizer.eos_id
+            reward = share if token == expert else -share
+        reward += score
+        window = self.obs[0]
+        window[:-1] = window[1:]
+        window[-1] = token
+        self.answers[0, turn, column] = token
+        self.pos[0] = pos + 1
+        self.episode_length[0] += 1
+        self.answer_len[0, turn] = pos + 1
+        self.answers_given[0] += 1
+        self.answers_correct[0] += correct
+        self.answer_tokens[0] += length
+        if ended and not last:
+            self.turn[0] = turn + 1
+            self.pos[0] = 0
+            self._append_segment_one(0)
+        self.done[0] = (ended and last) or not ended  # terminated, or truncated at the token limit
+        self.episode_return[0] += reward
+        return AnswerEnd(reward, score, correct, ended and last, not ended)
+
     def step(self, actions: np.ndarray) -> StepOutcome:
         """Append one token per row; rows whose episode was over start a new one instead.
 
@@ -464,6 +526,60 @@ class DialogueKernel:
         scores = np.asarray(self.reward_fn(batch), dtype=np.float64)
         judge = scores if self.correct_fn is None else np.asarray(self.correct_fn(batch), dtype=np.float64)
         return scores, judge >= self.success_reward
+
+    def _score_one(
+        self, slot: int, turn: int, response: np.ndarray, length: int, ended: bool, token: int
+    ) -> tuple[float, bool]:
+        """``_score`` for one answer (``response`` (1, A)), with episode arrays sliced rather than gathered.
+
+        A built-in reward is a pure function of the answer and its reference, so its scores are
+        remembered: a single env that meets the same answer to the same question again (an agent
+        that has learned, or the oracle) does not call numpy again.
+        """
+        ahead = self.ahead
+        key = None
+        if self.reward_is_pure:
+            key = (
+                response[0, :length].tobytes(),
+                ended,
+                ahead.references[slot, turn, : ahead.reference_len.item(slot, turn)].tobytes(),
+                ahead.keywords[slot, turn].tobytes(),
+                ahead.keyword_len[slot, turn].tobytes(),
+            )
+            known = self.known_scores.get(key)
+            if known is not None:
+                return known
+        dialogue = None
+        if self.reward_reads_dialogue:
+            dialogue = np.concatenate([self.obs[0:1, 1:], np.array([[token]])], axis=1)
+        batch = AnswerBatch(
+            response=response,
+            response_len=np.array([length]),
+            ended=np.array([ended]),
+            reference=ahead.references[slot, turn : turn + 1],
+            reference_len=ahead.reference_len[slot, turn : turn + 1],
+            keywords=ahead.keywords[slot, turn : turn + 1],
+            keyword_len=ahead.keyword_len[slot, turn : turn + 1],
+            dialogue=dialogue,
+        )
+        score = float(np.asarray(self.reward_fn(batch), dtype=np.float64)[0])
+        judge = score if self.correct_fn is None else float(np.asarray(self.correct_fn(batch), dtype=np.float64)[0])
+        result = (score, judge >= self.success_reward)
+        if key is not None:
+            if len(self.known_scores) >= KNOWN_SCORES:
+                self.known_scores.clear()
+            self.known_scores[key] = result
+        return result
+
+    @functools.cached_property
+    def reward_is_pure(self) -> bool:
+        """The reward is a built-in one, a function of the answer and its reference only."""
+        return self.correct_fn is None and any(self.reward_fn is fn for fn in REWARDS.values())
+
+    @functools.cached_property
+    def known_scores(self) -> dict[tuple, tuple[float, bool]]:
+        """Scores of answers already judged by ``_score_one``, for a pure reward."""
+        return {}
 
     # -- what the envs report -------------------------------------------------------------------
 

@@ -121,16 +121,24 @@ def test_native_vector_env_plays_the_episodes_of_single_envs(env_id, kwargs):
     assert np.array_equal(obs, np.stack(single_obs))
     rng = np.random.default_rng(0)
     needs_reset = np.zeros(n, bool)
+    info = {"expert_action": np.zeros(n, np.int64)}
     for _ in range(steps):
-        actions = rng.integers(envs.single_action_space.n, size=n)
+        # Half the tokens the oracle's, so that answers are right and dialogues reach later turns.
+        random_tokens = rng.integers(envs.single_action_space.n, size=n)
+        actions = np.where(rng.random(n) < 0.5, info["expert_action"], random_tokens)
         obs, rewards, terminated, truncated, info = envs.step(actions)
         for i, env in enumerate(singles):
             if needs_reset[i]:
-                expected = (env.reset()[0], 0.0, False, False)
+                single_obs, single_info = env.reset()
+                expected = (single_obs, 0.0, False, False, single_info)
             else:
-                expected = env.step(int(actions[i]))[:4]
+                expected = env.step(int(actions[i]))
             assert np.array_equal(obs[i], expected[0])
             assert (rewards[i], terminated[i], truncated[i]) == expected[1:4]
+            for key in ("expert_action", "turn", "answer_done", "answer_reward", "answer_correct", "episode_done"):
+                assert info[key][i] == expected[4][key], key
+            assert info["truncated_by"][i] == expected[4]["truncated_by"]
+            assert {key: values[i] for key, values in info["dialogue"].items()} == expected[4]["dialogue"]
         needs_reset = terminated | truncated
 
 
