@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import gymnasium as gym
@@ -14,6 +15,7 @@ from dialog_gym.rewards import TextReward
 from dialog_gym.tasks.base import Task
 
 RENDER_MODES = ("ansi", "human")
+KNOWN_TEXTS = 1 << 14  # most decoded texts an env remembers for its infos
 
 
 class DialogEnv(gym.Env):
@@ -140,7 +142,7 @@ class DialogEnv(gym.Env):
         if not self._started:
             raise gym.error.ResetNeeded("step() was called before reset(); call reset() first")
         kernel = self.kernel
-        if kernel.done[0]:
+        if kernel.done.item(0):
             raise gym.error.ResetNeeded("step() was called after the episode ended; call reset() to start a new one")
         token = check_action(action, self.action_space.n)
         reward = kernel.append_token(token)  # the cheap paths: a token inside an answer, or one ending it
@@ -171,7 +173,7 @@ class DialogEnv(gym.Env):
         kernel = self.kernel
         reference = kernel.reference(0)
         self._turn = kernel.turn.item()
-        self._reference_text = self.tokenizer.decode(reference)
+        self._reference_text = self._text(reference, skip_special=False)
         self._expert_ids = [*reference.tolist(), self.tokenizer.eos_id]
         stats = kernel.row_stats(0)
         self._answer_stats = (stats["answers"], stats["correct"], stats["questions"], stats["success"])
@@ -182,7 +184,7 @@ class DialogEnv(gym.Env):
         episode_done = end.terminated or end.truncated
         finished = self._turn if episode_done else self._turn - 1  # the turn has moved on unless the episode ended
         answer = kernel.answers[0, finished, : kernel.answer_len[0, finished]]
-        info["answer"] = self.tokenizer.decode(answer, skip_special=True)
+        info["answer"] = self._text(answer, skip_special=True)
         info["answer_done"] = True
         info["answer_reward"] = end.score
         info["answer_correct"] = end.correct
@@ -218,6 +220,20 @@ class DialogEnv(gym.Env):
             },
         }
 
+    def _text(self, ids: np.ndarray, skip_special: bool) -> str:
+        """``tokenizer.decode(ids)``, remembered: references and good answers recur across episodes."""
+        key = (ids.tobytes(), skip_special)
+        text = self._decoded.get(key)
+        if text is None:
+            if len(self._decoded) >= KNOWN_TEXTS:
+                self._decoded.clear()
+            text = self._decoded[key] = self.tokenizer.decode(ids, skip_special=skip_special)
+        return text
+
+    @functools.cached_property
+    def _decoded(self) -> dict[tuple[bytes, bool], str]:
+        return {}
+
     def action_masks(self) -> np.ndarray:
         """Tokens worth emitting (all but the special tokens other than EOS), for ``MaskablePPO``."""
         return self.kernel.action_mask.copy()
@@ -244,6 +260,8 @@ class DialogEnv(gym.Env):
 
 def check_action(action: Any, vocab_size: int) -> int:
     """The token id of a single action, or a one-line error naming what is wrong with it."""
+    if type(action) is int and 0 <= action < vocab_size:  # the common case, checked first
+        return action
     if isinstance(action, np.ndarray):
         if action.shape != ():
             raise gym.error.InvalidAction(

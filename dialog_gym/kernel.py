@@ -21,6 +21,25 @@ from dialog_gym.tasks.base import Reply, Task, check_split
 from dialog_gym.tokenizers import SPECIAL_ID_ATTRIBUTES
 
 KNOWN_SCORES = 1 << 16  # most answers a one-row kernel remembers the scores of
+AHEAD_BYTES = 64 << 20  # most memory the episodes read ahead from a data set may take
+
+
+def prefetch_depth(task: Task, split: str, num_envs: int) -> int:
+    """How many upcoming episodes each row keeps ready.
+
+    Making episodes costs a fixed overhead per call (a generated world, a table lookup), so a call
+    should make a few hundred: a single env keeps 256 ready, a vector env 16 per row. Episodes
+    read from a data set can be large, so they take at most ``AHEAD_BYTES``.
+    """
+    depth = max(16, -(-256 // num_envs))
+    if task.num_examples(split) is not None:
+        limits = task.limits
+        per_turn = (
+            limits.max_segment_len + limits.max_reference_len + limits.max_keywords * (limits.max_keyword_len + 1)
+        )
+        episode_bytes = 8 * (limits.max_turns * (per_turn + 2) + 3)
+        depth = max(1, min(depth, AHEAD_BYTES // (num_envs * episode_bytes)))
+    return depth
 
 
 @dataclass
@@ -148,7 +167,7 @@ class DialogueKernel:
         # generated ahead, and they are generated for all rows at once when one row runs out.
         self.key = np.zeros(n, np.uint64)
         self.counter = np.zeros(n, np.int64)  # the stream position of the row's next episode
-        self.depth = (16 if task.num_examples(split) is None else 1) if prefetch is None else prefetch
+        self.depth = prefetch_depth(task, split, n) if prefetch is None else prefetch
         self.ahead = Episodes.empty(n * self.depth, limits, pad)  # row r's episode c sits at r * depth + c % depth
         self.ready_until = np.zeros(n, np.int64)  # stream positions below this are generated
         self.slot = np.arange(n) * self.depth  # where each row's current episode sits in ``ahead``
@@ -200,6 +219,9 @@ class DialogueKernel:
 
     def _start(self, rows: np.ndarray, episodes: Episodes | None = None) -> None:
         """Begin the episode at each row's stream position (``episodes``, if given, replace it); cannot fail."""
+        if len(rows) == 1 and episodes is None:
+            self._start_one(int(rows[0]))
+            return
         position = self.counter[rows]
         self.slot[rows] = rows * self.depth + position % self.depth
         if episodes is not None:
@@ -207,22 +229,27 @@ class DialogueKernel:
             self.ready_until[rows] = position + 1
         self.counter[rows] += 1
         pad = self.tokenizer.pad_id
-        if len(rows) == 1:
-            # One row (the single env): scalar writes instead of one fancy assignment per array.
-            row = rows[0]
-            self.obs[row] = pad
-            self.answers[row] = pad
-            self.answer_len[row] = 0
-            for state in self.scalar_state:
-                state[row] = 0
-        else:
-            self.obs[rows] = pad
-            self.answers[rows] = pad
-            self.answer_len[rows] = 0
-            for state in self.scalar_state:
-                state[rows] = 0
+        self.obs[rows] = pad
+        self.answers[rows] = pad
+        self.answer_len[rows] = 0
+        for state in self.scalar_state:
+            state[rows] = 0
         self.done[rows] = False
         self._append_segments(rows)
+
+    def _start_one(self, row: int) -> None:
+        """``_start`` of one row from its stream, in scalar writes instead of index arrays."""
+        position = self.counter.item(row)
+        self.slot[row] = row * self.depth + position % self.depth
+        self.counter[row] = position + 1
+        pad = self.tokenizer.pad_id
+        self.obs[row] = pad
+        self.answers[row] = pad
+        self.answer_len[row] = 0
+        for state in self.scalar_state:
+            state[row] = 0
+        self.done[row] = False
+        self._append_segment_one(row, fresh=True)
 
     @property
     def scalar_state(self) -> tuple[np.ndarray, ...]:
@@ -266,15 +293,16 @@ class DialogueKernel:
         columns = lengths[:, None] + np.arange(self.max_len)[None, :]
         self.obs[rows] = np.take_along_axis(joined, columns, axis=1)
 
-    def _append_segment_one(self, row: int) -> None:
-        """``_append_segments`` for one row, with slices instead of index arrays."""
-        slot, turn = self.slot[row], self.turn[row]
-        length = int(self.ahead.segment_len[slot, turn])
+    def _append_segment_one(self, row: int, fresh: bool = False) -> None:
+        """``_append_segments`` for one row, with slices instead of index arrays (``fresh``: the window holds only padding)."""
+        slot, turn = self.slot.item(row), self.turn.item(row)
+        length = self.ahead.segment_len.item(slot, turn)
         window, segment = self.obs[row], self.ahead.segments[slot, turn]
         if length >= self.max_len:
             window[:] = segment[length - self.max_len : length]
         elif length:
-            window[:-length] = window[length:]
+            if not fresh:
+                window[:-length] = window[length:]
             window[-length:] = segment[:length]
 
     # -- stepping -------------------------------------------------------------------------------
@@ -285,9 +313,8 @@ class DialogueKernel:
 
     def reference(self, row: int) -> np.ndarray:
         """The token ids of the row's current reference answer."""
-        return self.ahead.references[
-            self.slot[row], self.turn[row], : self.ahead.reference_len[self.slot[row], self.turn[row]]
-        ]
+        slot, turn = self.slot.item(row), self.turn.item(row)
+        return self.ahead.references[slot, turn, : self.ahead.reference_len.item(slot, turn)]
 
     def expert_action(self) -> np.ndarray:
         """The token the reference answer has next, per row (EOS once the reference is complete)."""
@@ -303,7 +330,7 @@ class DialogueKernel:
         token. For a token inside an answer both do the same to the state.
         """
         pos = self.pos.item()
-        if token == self.tokenizer.eos_id or pos + 1 >= self.max_answer_tokens or self.done[0]:
+        if token == self.tokenizer.eos_id or pos + 1 >= self.max_answer_tokens or self.done.item(0):
             return None
         turn = self.turn.item()
         reward = 0.0
@@ -319,7 +346,7 @@ class DialogueKernel:
         window[-1] = token
         self.answers[0, turn, pos] = token
         self.pos[0] = pos + 1
-        self.episode_length[0] += 1
+        self.episode_length[0] = self.episode_length.item() + 1
         return reward
 
     def finish_answer(self, token: int) -> AnswerEnd | None:
