@@ -235,7 +235,7 @@ class DialogueKernel:
         for state in self.scalar_state:
             state[rows] = 0
         self.done[rows] = False
-        self._append_segments(rows)
+        self._append_segments(rows, fresh=True)
 
     def _start_one(self, row: int) -> None:
         """``_start`` of one row from its stream, in scalar writes instead of index arrays."""
@@ -281,13 +281,21 @@ class DialogueKernel:
         self.ahead.put(owner * self.depth + position % self.depth, self.task.episodes(self.split, index))
         self.ready_until = np.maximum(self.ready_until, first_kept + self.depth)
 
-    def _append_segments(self, rows: np.ndarray) -> None:
-        """Append user segment ``turn`` to the observation window of each row, dropping the oldest ids."""
+    def _append_segments(self, rows: np.ndarray, fresh: bool = False) -> None:
+        """Append user segment ``turn`` to the observation window of each row, dropping the oldest ids
+        (``fresh``: the windows hold only padding)."""
         if len(rows) == 1:
-            self._append_segment_one(rows[0])
+            self._append_segment_one(int(rows[0]), fresh)
             return
         segments = self.ahead.segments[self.slot[rows], self.turn[rows]]  # (R, S)
         lengths = self.ahead.segment_len[self.slot[rows], self.turn[rows]]  # (R,)
+        width = segments.shape[1]
+        if fresh and width <= self.max_len:
+            # Only the last S positions change: each segment moved to the right end of S columns.
+            source = np.arange(width)[None, :] - (width - lengths)[:, None]  # (R, S) segment column shown
+            shown = np.take_along_axis(segments, np.maximum(source, 0), axis=1)
+            self.obs[rows, self.max_len - width :] = np.where(source >= 0, shown, self.tokenizer.pad_id)
+            return
         joined = np.concatenate([self.obs[rows], segments], axis=1)  # (R, L + S)
         # The window after appending is joined[len : len + L] of each row.
         columns = lengths[:, None] + np.arange(self.max_len)[None, :]
@@ -318,9 +326,10 @@ class DialogueKernel:
 
     def expert_action(self) -> np.ndarray:
         """The token the reference answer has next, per row (EOS once the reference is complete)."""
-        width = self.ahead.references.shape[2]
-        next_token = self.ahead.references[self.slot, self.turn, np.minimum(self.pos, width - 1)]
-        return np.where(self.pos < self.reference_len(), next_token, self.tokenizer.eos_id)
+        _, turns, width = self.ahead.references.shape
+        answer = self.slot * turns + self.turn  # flat indices: one gather instead of three index arrays
+        next_token = self.ahead.references.reshape(-1)[answer * width + np.minimum(self.pos, width - 1)]
+        return np.where(self.pos < self.ahead.reference_len.reshape(-1)[answer], next_token, self.tokenizer.eos_id)
 
     def append_token(self, token: int) -> float | None:
         """Row 0's step for a token inside an answer, in scalar operations (a one-row kernel's fast path).

@@ -23,6 +23,9 @@ from dialog_gym.kernel import DialogueKernel, StepOutcome
 from dialog_gym.rewards import TextReward
 from dialog_gym.tasks.base import Task
 
+# ``truncated_by`` by how many of (truncated, out of turns) hold; out of turns implies truncated.
+TRUNCATION_LABELS = np.array(["", "max_answer_tokens", "max_turns"])
+
 
 class DialogVectorEnv(VectorEnv):
     """``num_envs`` copies of ``DialogEnv`` in one set of arrays; see ``DialogEnv`` for the task.
@@ -124,9 +127,7 @@ class DialogVectorEnv(VectorEnv):
             no = np.zeros(n, bool)
             outcome = StepOutcome(np.zeros(n), no, no, no, no, np.zeros(n), no, no)
         episode_done = outcome.terminated | outcome.truncated
-        truncated_by = np.full(n, "", "<U17")
-        truncated_by[outcome.truncated] = "max_answer_tokens"
-        truncated_by[outcome.out_of_turns] = "max_turns"
+        truncated_by = TRUNCATION_LABELS[outcome.truncated + outcome.out_of_turns.astype(np.int8)]
         info: dict[str, Any] = {
             "action_mask": self._action_mask,
             "expert_action": kernel.expert_action(),
