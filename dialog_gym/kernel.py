@@ -293,13 +293,13 @@ class DialogueKernel:
         if fresh and width <= self.max_len:
             # Only the last S positions change: each segment moved to the right end of S columns.
             source = np.arange(width)[None, :] - (width - lengths)[:, None]  # (R, S) segment column shown
-            shown = np.take_along_axis(segments, np.maximum(source, 0), axis=1)
+            shown = segments[np.arange(len(rows))[:, None], np.maximum(source, 0)]
             self.obs[rows, self.max_len - width :] = np.where(source >= 0, shown, self.tokenizer.pad_id)
             return
         joined = np.concatenate([self.obs[rows], segments], axis=1)  # (R, L + S)
         # The window after appending is joined[len : len + L] of each row.
         columns = lengths[:, None] + np.arange(self.max_len)[None, :]
-        self.obs[rows] = np.take_along_axis(joined, columns, axis=1)
+        self.obs[rows] = joined[np.arange(len(rows))[:, None], columns]
 
     def _append_segment_one(self, row: int, fresh: bool = False) -> None:
         """``_append_segments`` for one row, with slices instead of index arrays (``fresh``: the window holds only padding)."""
