@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import gymnasium as gym
@@ -9,11 +10,12 @@ import numpy as np
 from gymnasium import spaces
 
 from dialog_gym.demonstrations import Demonstrations, Preferences, make_demonstrations, task_preferences
-from dialog_gym.kernel import DialogueKernel
+from dialog_gym.kernel import AnswerEnd, DialogueKernel
 from dialog_gym.options import RENDER_MODES, EnvOptions, UnsupportedRenderMode
 from dialog_gym.tasks.base import Task
 
 __all__ = ["DialogAPI", "DialogEnv", "RENDER_MODES", "UnsupportedRenderMode", "check_action", "reset_index"]
+KNOWN_TEXTS = 1 << 14  # most decoded texts an env remembers for its infos
 
 
 class DialogAPI:
@@ -113,11 +115,20 @@ class DialogEnv(gym.Env, DialogAPI):
     (``"max_turns"``).
 
     ## Info
-    Every step: ``action_mask`` (int8, V), ``expert_action`` (the reference's next token),
-    ``turn``, ``reference`` (text of the current reference answer) and ``answer`` (the current
-    answer so far). When an answer ends: ``answer_reward`` and ``answer_correct``. When the
-    episode ends: ``dialogue`` = {return, length, answers, correct, questions, success,
-    answer_tokens} (not ``episode``, which Gymnasium's and SB3's episode-statistics wrappers add).
+    Every step and every reset returns the same keys with the same types, so learners that stack
+    infos into arrays (Tianshou's buffers) find no gaps:
+
+    * ``action_mask`` (int8, V): tokens worth emitting; ``expert_action`` (int): the reference's
+      next token; ``turn`` (int); ``reference`` (str): the current reference answer.
+    * ``answer_done`` (bool): an answer ended on this step; then ``answer`` (str, special
+      tokens dropped), ``answer_reward`` (float) and ``answer_correct`` (bool) describe it,
+      otherwise they are ``""``, ``0.0`` and ``False``.
+    * ``episode_done`` (bool): the episode ended (terminated or truncated); ``truncated_by``
+      (str): ``"max_answer_tokens"`` or ``"max_turns"`` when truncated, else ``""``.
+    * ``dialogue``: the episode so far, final when ``episode_done``: ``return`` (float),
+      ``length``, ``answers``, ``correct``, ``questions``, ``answer_tokens`` (ints) and
+      ``success`` (bool). Not ``episode``, which Gymnasium's and SB3's episode-statistics
+      wrappers add.
 
     ## Arguments
     ``DialogEnv(task, options)`` or ``DialogEnv(task, split=..., reward=..., ...)``: the fields of
@@ -156,42 +167,98 @@ class DialogEnv(gym.Env, DialogAPI):
     def step(self, action):
         if not self._started:
             raise gym.error.ResetNeeded("step() was called before reset(); call reset() first")
-        if self.kernel.done[0]:
+        kernel = self.kernel
+        if kernel.done.item(0):
             raise gym.error.ResetNeeded("step() was called after the episode ended; call reset() to start a new one")
-        token = check_action(action, self.tokenizer.vocab_size)
-        outcome = self.kernel.step(np.array([token]))
+        token = check_action(action, self.action_space.n)
+        reward = kernel.append_token(token)  # the cheap paths: a token inside an answer, or one ending it
+        if reward is not None:
+            info = self._inside_answer_info()
+            terminated = truncated = False
+        else:
+            end = kernel.finish_answer(token)
+            if end is None:  # an interactive task: the kernel's general step
+                outcome = kernel.step(np.array([token]))
+                end = AnswerEnd(
+                    outcome.reward.item(),
+                    outcome.answer_reward.item(),
+                    outcome.answer_correct.item(),
+                    outcome.terminated.item(),
+                    outcome.truncated.item(),
+                    outcome.out_of_turns.item(),
+                )
+            info = self._info(end)
+            reward, terminated, truncated = end.reward, end.terminated, end.truncated
         if self.render_mode == "human":
             self.render()
-        return (
-            self.kernel.obs[0].copy(),
-            float(outcome.reward[0]),
-            bool(outcome.terminated[0]),
-            bool(outcome.truncated[0]),
-            self._info(outcome),
-        )
+        return kernel.obs[0].copy(), reward, terminated, truncated, info
 
-    def _info(self, outcome) -> dict[str, Any]:
+    def _info(self, end: AnswerEnd | None) -> dict[str, Any]:
+        """The info after ``reset`` (``end`` None) or a step that ended an answer; it also caches what
+        stays fixed within an answer, so that ``_inside_answer_info`` decodes nothing."""
         kernel = self.kernel
-        turn = int(kernel.turn[0])
         reference = kernel.reference(0)
-        info: dict[str, Any] = {
-            "action_mask": self._action_mask.copy(),
-            "expert_action": int(kernel.expert_action()[0]),
-            "turn": turn,
-            "reference": self.tokenizer.decode(reference),
-            "answer": self.tokenizer.decode(kernel.answers[0, turn, : kernel.pos[0]]),
-        }
-        if outcome is not None and outcome.answer_done[0]:
-            finished = turn if kernel.done[0] else turn - 1  # the turn has moved on unless the episode ended
-            finished_answer = kernel.answers[0, finished, : kernel.answer_len[0, finished]]
-            info["answer"] = self.tokenizer.decode(finished_answer, skip_special=True)
-            info["answer_reward"] = float(outcome.answer_reward[0])
-            info["answer_correct"] = bool(outcome.answer_correct[0])
-        if outcome is not None and kernel.done[0]:
-            info["dialogue"] = {key: value[0].item() for key, value in kernel.episode_stats(np.array([0])).items()}
-            if outcome.truncated[0]:
-                info["truncated_by"] = "max_turns" if outcome.out_of_turns[0] else "max_answer_tokens"
+        self._turn = kernel.turn.item()
+        self._reference_text = self._text(reference, skip_special=False)
+        self._expert_ids = [*reference.tolist(), self.tokenizer.eos_id]
+        stats = kernel.row_stats(0)
+        self._answer_stats = (stats["answers"], stats["correct"], stats["questions"], stats["success"])
+        self._answer_tokens = stats["answer_tokens"]
+        info = self._inside_answer_info()
+        if end is None:
+            return info
+        episode_done = end.terminated or end.truncated
+        finished = self._turn if episode_done else self._turn - 1  # the turn has moved on unless the episode ended
+        answer = kernel.answers[0, finished, : kernel.answer_len[0, finished]]
+        info["answer"] = self._text(answer, skip_special=True)
+        info["answer_done"] = True
+        info["answer_reward"] = end.score
+        info["answer_correct"] = end.correct
+        info["episode_done"] = episode_done
+        if end.truncated:
+            info["truncated_by"] = "max_turns" if end.out_of_turns else "max_answer_tokens"
         return info
+
+    def _inside_answer_info(self) -> dict[str, Any]:
+        """The info of a step that ended no answer, from what ``_info`` cached and two counters."""
+        kernel = self.kernel
+        expert = self._expert_ids
+        answers, correct, questions, success = self._answer_stats
+        return {
+            "action_mask": self._action_mask.copy(),  # a new array every step, as Gymnasium's checker asks
+            "expert_action": expert[min(kernel.pos.item(), len(expert) - 1)],
+            "turn": self._turn,
+            "reference": self._reference_text,
+            "answer": "",
+            "answer_done": False,
+            "answer_reward": 0.0,
+            "answer_correct": False,
+            "episode_done": False,
+            "truncated_by": "",
+            "dialogue": {
+                "return": kernel.episode_return.item(),
+                "length": kernel.episode_length.item(),
+                "answers": answers,
+                "correct": correct,
+                "questions": questions,
+                "success": success,
+                "answer_tokens": self._answer_tokens,
+            },
+        }
+
+    def _text(self, ids: np.ndarray, skip_special: bool) -> str:
+        """``tokenizer.decode(ids)``, remembered: references and good answers recur across episodes."""
+        key = (ids.tobytes(), skip_special)
+        text = self._decoded.get(key)
+        if text is None:
+            if len(self._decoded) >= KNOWN_TEXTS:
+                self._decoded.clear()
+            text = self._decoded[key] = self.tokenizer.decode(ids, skip_special=skip_special)
+        return text
+
+    @functools.cached_property
+    def _decoded(self) -> dict[tuple[bytes, bool], str]:
+        return {}
 
     def action_masks(self) -> np.ndarray:
         """Tokens worth emitting (all but the special tokens other than EOS), for ``MaskablePPO``."""
@@ -215,6 +282,8 @@ class DialogEnv(gym.Env, DialogAPI):
 
 def check_action(action: Any, vocab_size: int) -> int:
     """The token id of a single action, or a one-line error naming what is wrong with it."""
+    if type(action) is int and 0 <= action < vocab_size:  # the common case, checked first
+        return action
     if isinstance(action, np.ndarray):
         if action.shape != ():
             raise gym.error.InvalidAction(

@@ -16,6 +16,7 @@ import gymnasium as gym
 import numpy as np
 
 Agent = Callable[[np.ndarray, dict[str, Any]], Any]
+DIALOGUE_KEYS = ("return", "length", "answers", "correct", "questions", "success", "answer_tokens")
 
 
 def evaluate(
@@ -51,8 +52,8 @@ def evaluate(
         obs, _, terminated, truncated, info = envs.step(actions)
         counted = (terminated | truncated) & (finished < quota)
         if counted.any():
-            for key, values in info["dialogue"].items():
-                records.setdefault(key, []).append(np.asarray(values)[counted])
+            for key in DIALOGUE_KEYS:  # a SyncVectorEnv's dialogue also holds ``_key`` masks
+                records.setdefault(key, []).append(np.asarray(info["dialogue"][key])[counted])
             finished += counted
     if isinstance(env_id, str):
         envs.close()

@@ -9,6 +9,7 @@ dialogue as at its start.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,6 +18,7 @@ from dialog_gym.episodes import EpisodeLimits, Episodes
 from dialog_gym.options import EnvOptions
 from dialog_gym.random_streams import episode_index
 from dialog_gym.rewards import (
+    REWARDS,
     AnswerBatch,
     BatchReward,
     Reward,
@@ -25,8 +27,29 @@ from dialog_gym.rewards import (
     needs_dialogue,
     resolve_reward,
 )
-from dialog_gym.tasks.base import AdaptiveTask, InteractiveTask, RewardResolvingTask, Task
+from dialog_gym.tasks.base import AdaptiveTask, InteractiveTask, Reply, RewardResolvingTask, Task
 from dialog_gym.tokenizers import SPECIAL_ID_ATTRIBUTES
+
+KNOWN_SCORES = 1 << 16  # most answers a one-row kernel remembers the scores of
+AHEAD_BYTES = 64 << 20  # most memory the episodes read ahead from a data set may take
+
+
+def prefetch_depth(task: Task, split: str, num_envs: int) -> int:
+    """How many upcoming episodes each row keeps ready.
+
+    Making episodes costs a fixed overhead per call (a generated world, a table lookup), so a call
+    should make a few hundred: a single env keeps 256 ready, a vector env 16 per row. Episodes
+    read from a data set can be large, so they take at most ``AHEAD_BYTES``.
+    """
+    depth = max(16, -(-256 // num_envs))
+    if task.num_examples(split) is not None:
+        limits = task.limits
+        per_turn = (
+            limits.max_segment_len + limits.max_reference_len + limits.max_keywords * (limits.max_keyword_len + 1)
+        )
+        episode_bytes = 8 * (limits.max_turns * (per_turn + 2) + 3)
+        depth = max(1, min(depth, AHEAD_BYTES // (num_envs * episode_bytes)))
+    return depth
 
 
 @dataclass
@@ -41,6 +64,34 @@ class StepOutcome:
     answer_reward: np.ndarray  # (N,) float64, where answer_done
     answer_correct: np.ndarray  # (N,) bool, where answer_done
     out_of_turns: np.ndarray  # (N,) bool: truncated because an interactive task's turn limit was reached
+
+
+@dataclass
+class FinishedAnswers:
+    """The answers a step ends, judged before the step changes any state; one entry per row in ``rows``."""
+
+    rows: np.ndarray  # (R,) the rows whose answer ends
+    turn: np.ndarray  # (R,) the turn each answer belongs to
+    ended: np.ndarray  # (R,) bool: closed with EOS (False: it reached max_answer_tokens)
+    lengths: np.ndarray  # (R,) the answer's tokens, EOS not counted
+    scores: np.ndarray  # (R,) float64 the reward of each answer
+    correct: np.ndarray  # (R,) bool
+    last: np.ndarray  # (R,) bool: the episode's last answer
+    turns_left: np.ndarray  # (R,) bool: an interactive task has a turn left after this one
+    reply: Reply | None  # an interactive task's reply, None for other tasks
+    new_curriculum: bool  # an adaptive task changed: episodes generated ahead must be made again
+
+
+@dataclass(slots=True)
+class AnswerEnd:
+    """What a one-row kernel's step that ends an answer produced, as Python scalars."""
+
+    reward: float  # the step's reward (the answer's score, plus shaping)
+    score: float  # the answer's reward
+    correct: bool
+    terminated: bool
+    truncated: bool
+    out_of_turns: bool = False
 
 
 MEMORY_BUDGET = 4 << 30
@@ -78,9 +129,9 @@ class DialogueKernel:
         self.tokenizer = task.tokenizer
         self.limits = limits = task.limits
         self.max_answer_tokens, self.max_len = self._sizes(options)
-        # Generated tasks cost a fixed overhead per call, so each row keeps up to ``depth`` upcoming
-        # episodes generated ahead (see ``_generate_ahead``).
-        self.depth = (16 if task.num_examples(split) is None else 1) if prefetch is None else prefetch
+        # Making episodes costs a fixed overhead per call, so each row keeps ``depth`` upcoming
+        # episodes generated ahead (see ``prefetch_depth`` and ``_generate_ahead``).
+        self.depth = prefetch_depth(task, split, int(num_envs)) if prefetch is None else prefetch
         n = self.num_envs = int(num_envs)
         self._check_memory()
         self._resolve_rewards(task, options.reward)
@@ -196,34 +247,69 @@ class DialogueKernel:
 
     def reset_rows(self, rows: np.ndarray, index: np.ndarray | None = None) -> None:
         """Start the next episode of each row's stream (or the episodes ``index`` of the split)."""
-        position = self.counter[rows]
-        self.slot[rows] = rows * self.depth + position % self.depth
         if index is None:
-            if (position >= self.ready_until[rows]).any():
-                self._generate_ahead(rows)
-            self.counter[rows] += 1
+            self._prefetch(rows)
+            self._start(rows)
         else:
             # An explicit episode takes the place of the stream's next one: that position counts as
             # played, and the episodes generated after it are made again when next needed.
-            self.ahead.put(self.slot[rows], self.task.episodes(self.split, np.asarray(index, np.uint64)))
-            self.counter[rows] += 1
+            self._start(rows, self.task.episodes(self.split, np.asarray(index, np.uint64)))
+
+    def _prefetch(self, rows: np.ndarray) -> None:
+        """Make sure the next episode of each of ``rows`` is generated (this is where a task can fail)."""
+        if len(rows) == 1:
+            if self.counter[rows[0]] >= self.ready_until[rows[0]]:
+                self._generate_ahead(rows)
+        elif (self.counter[rows] >= self.ready_until[rows]).any():
+            self._generate_ahead(rows)
+
+    def _start(self, rows: np.ndarray, episodes: Episodes | None = None) -> None:
+        """Begin the episode at each row's stream position (``episodes``, if given, replace it); cannot fail."""
+        if len(rows) == 1 and episodes is None:
+            self._start_one(int(rows[0]))
+            return
+        position = self.counter[rows]
+        self.slot[rows] = rows * self.depth + position % self.depth
+        if episodes is not None:
+            self.ahead.put(self.slot[rows], episodes)
             self.ready_until[rows] = position + 1
-        self.obs[rows] = self.tokenizer.pad_id
-        self.answers[rows] = self.tokenizer.pad_id
-        for state in (
+        self.counter[rows] += 1
+        pad = self.tokenizer.pad_id
+        self.obs[rows] = pad
+        self.answers[rows] = pad
+        self.answer_len[rows] = 0
+        for state in self.scalar_state:
+            state[rows] = 0
+        self.done[rows] = False
+        self._append_segments(rows, fresh=True)
+
+    def _start_one(self, row: int) -> None:
+        """``_start`` of one row from its stream, in scalar writes instead of index arrays."""
+        position = self.counter.item(row)
+        self.slot[row] = row * self.depth + position % self.depth
+        self.counter[row] = position + 1
+        pad = self.tokenizer.pad_id
+        self.obs[row] = pad
+        self.answers[row] = pad
+        self.answer_len[row] = 0
+        for state in self.scalar_state:
+            state[row] = 0
+        self.done[row] = False
+        self._append_segment_one(row, fresh=True)
+
+    @property
+    def scalar_state(self) -> tuple[np.ndarray, ...]:
+        """The (N,) per-episode counters that a new episode starts at zero."""
+        return (
             self.turn,
             self.pos,
             self.episode_return,
             self.episode_length,
-            self.answer_len,
             self.answers_given,
             self.answers_correct,
             self.answer_tokens,
             self.success,
-        ):
-            state[rows] = 0
-        self.done[rows] = False
-        self._append_segments(rows)
+        )
 
     def _generate_ahead(self, starting: np.ndarray) -> None:
         """Fill every row's queue up to ``depth`` episodes, counting the one it plays now.
@@ -241,14 +327,37 @@ class DialogueKernel:
         self.ahead.put(owner * self.depth + position % self.depth, self.task.episodes(self.split, index))
         self.ready_until = np.maximum(self.ready_until, first_kept + self.depth)
 
-    def _append_segments(self, rows: np.ndarray) -> None:
-        """Append user segment ``turn`` to the observation window of each row, dropping the oldest ids."""
+    def _append_segments(self, rows: np.ndarray, fresh: bool = False) -> None:
+        """Append user segment ``turn`` to the observation window of each row, dropping the oldest ids
+        (``fresh``: the windows hold only padding)."""
+        if len(rows) == 1:
+            self._append_segment_one(int(rows[0]), fresh)
+            return
         segments = self.ahead.segments[self.slot[rows], self.turn[rows]]  # (R, S)
         lengths = self.ahead.segment_len[self.slot[rows], self.turn[rows]]  # (R,)
+        width = segments.shape[1]
+        if fresh and width <= self.max_len:
+            # Only the last S positions change: each segment moved to the right end of S columns.
+            source = np.arange(width)[None, :] - (width - lengths)[:, None]  # (R, S) segment column shown
+            shown = segments[np.arange(len(rows))[:, None], np.maximum(source, 0)]
+            self.obs[rows, self.max_len - width :] = np.where(source >= 0, shown, self.tokenizer.pad_id)
+            return
         joined = np.concatenate([self.obs[rows], segments], axis=1)  # (R, L + S)
         # The window after appending is joined[len : len + L] of each row.
         columns = lengths[:, None] + np.arange(self.max_len)[None, :]
-        self.obs[rows] = np.take_along_axis(joined, columns, axis=1)
+        self.obs[rows] = joined[np.arange(len(rows))[:, None], columns]
+
+    def _append_segment_one(self, row: int, fresh: bool = False) -> None:
+        """``_append_segments`` for one row, with slices instead of index arrays (``fresh``: the window holds only padding)."""
+        slot, turn = self.slot.item(row), self.turn.item(row)
+        length = self.ahead.segment_len.item(slot, turn)
+        window, segment = self.obs[row], self.ahead.segments[slot, turn]
+        if length >= self.max_len:
+            window[:] = segment[length - self.max_len : length]
+        elif length:
+            if not fresh:
+                window[:-length] = window[length:]
+            window[-length:] = segment[:length]
 
     # -- stepping -------------------------------------------------------------------------------
 
@@ -258,15 +367,89 @@ class DialogueKernel:
 
     def reference(self, row: int) -> np.ndarray:
         """The token ids of the row's current reference answer."""
-        return self.ahead.references[
-            self.slot[row], self.turn[row], : self.ahead.reference_len[self.slot[row], self.turn[row]]
-        ]
+        slot, turn = self.slot.item(row), self.turn.item(row)
+        return self.ahead.references[slot, turn, : self.ahead.reference_len.item(slot, turn)]
 
     def expert_action(self) -> np.ndarray:
         """The token the reference answer has next, per row (EOS once the reference is complete)."""
-        width = self.ahead.references.shape[2]
-        next_token = self.ahead.references[self.slot, self.turn, np.minimum(self.pos, width - 1)]
-        return np.where(self.pos < self.reference_len(), next_token, self.tokenizer.eos_id)
+        _, turns, width = self.ahead.references.shape
+        answer = self.slot * turns + self.turn  # flat indices: one gather instead of three index arrays
+        next_token = self.ahead.references.reshape(-1)[answer * width + np.minimum(self.pos, width - 1)]
+        return np.where(self.pos < self.ahead.reference_len.reshape(-1)[answer], next_token, self.tokenizer.eos_id)
+
+    def append_token(self, token: int) -> float | None:
+        """Row 0's step for a token inside an answer, in scalar operations (a one-row kernel's fast path).
+
+        Returns the step's reward, or None, having changed nothing, when the token ends the
+        answer (EOS or the token limit) or the row's episode is over: ``step`` then takes the
+        token. For a token inside an answer both do the same to the state.
+        """
+        pos = self.pos.item()
+        if token == self.tokenizer.eos_id or pos + 1 >= self.max_answer_tokens or self.done.item(0):
+            return None
+        turn = self.turn.item()
+        reward = 0.0
+        if self.shaping:
+            slot = self.slot.item()
+            reference_len = int(self.ahead.reference_len[slot, turn])
+            share = self.shaping / (reference_len + 1)
+            expert = self.ahead.references[slot, turn, pos] if pos < reference_len else self.tokenizer.eos_id
+            reward = share if token == expert else -share
+            self.episode_return[0] += reward
+        window = self.obs[0]
+        window[:-1] = window[1:]
+        window[-1] = token
+        self.answers[0, turn, pos] = token
+        self.pos[0] = pos + 1
+        self.episode_length[0] = self.episode_length.item() + 1
+        return reward
+
+    def finish_answer(self, token: int) -> AnswerEnd | None:
+        """Row 0's step for a token that ends its answer, in scalar operations (a one-row kernel).
+
+        Tasks that reply to the agent themselves take ``step`` instead: this returns None for
+        them, having changed nothing. Like ``step``, it judges the answer before changing state.
+        """
+        pos, turn, slot = self.pos.item(), self.turn.item(), self.slot.item()
+        ended = token == self.tokenizer.eos_id
+        if self.respond is not None or self.done[0] or not (ended or pos + 1 >= self.max_answer_tokens):
+            return None
+        column = min(pos, self.max_answer_tokens - 1)
+        length = pos + 1 - ended  # the answer's tokens, EOS not counted
+        response = self.answers[0:1, turn].copy()  # (1, A)
+        response[0, column] = token
+        score, correct = self._score_one(slot, turn, response, length, ended, token)
+        last = turn == self.ahead.n_turns.item(slot) - 1
+        if self.observe_answers is not None and self.observe_answers(
+            np.array([correct]), self.ahead.tag[slot : slot + 1]
+        ):
+            self.ready_until = np.minimum(self.ready_until, self.counter)
+
+        # From here on nothing can fail.
+        reward = 0.0
+        if self.shaping:
+            reference_len = self.ahead.reference_len.item(slot, turn)
+            share = self.shaping / (reference_len + 1)
+            expert = self.ahead.references.item(slot, turn, pos) if pos < reference_len else self.tokenizer.eos_id
+            reward = share if token == expert else -share
+        reward += score
+        window = self.obs[0]
+        window[:-1] = window[1:]
+        window[-1] = token
+        self.answers[0, turn, column] = token
+        self.pos[0] = pos + 1
+        self.episode_length[0] += 1
+        self.answer_len[0, turn] = pos + 1
+        self.answers_given[0] += 1
+        self.answers_correct[0] += correct
+        self.answer_tokens[0] += length
+        if ended and not last:
+            self.turn[0] = turn + 1
+            self.pos[0] = 0
+            self._append_segment_one(0)
+        self.done[0] = (ended and last) or not ended  # terminated, or truncated at the token limit
+        self.episode_return[0] += reward
+        return AnswerEnd(reward, score, correct, ended and last, not ended)
 
     def step(self, actions: np.ndarray) -> StepOutcome:
         """Append one token per row; rows whose episode was over start a new one instead.
@@ -274,111 +457,211 @@ class DialogueKernel:
         ``actions`` must already be validated: (N,) integer ids in ``[0, vocab_size)``. Every
         array operation runs over all rows; rows that start a new episode are overwritten at
         the end, which is cheaper than gathering the live rows first.
+
+        Everything that can fail (a reward function, an interactive task's reply, generating the
+        next episodes) runs before any state changes, so a step that raises leaves the kernel as
+        it was: it never half-happens.
         """
         n = self.num_envs
         resetting = self.done.copy()
         live = ~resetting
-        reward = np.zeros(n)
-        answer_reward = np.zeros(n)
-        answer_correct = np.zeros(n, bool)
+        ended = (actions == self.tokenizer.eos_id) & live
+        at_limit = live & ~ended & (self.pos >= self.max_answer_tokens - 1)
+        answer_done = ended | at_limit
+        finished = self._judge(np.flatnonzero(answer_done), actions, ended) if answer_done.any() else None
+        if finished is not None and finished.new_curriculum:
+            # Episodes generated ahead at the old difficulty are made again (unobservable if a later step fails).
+            self.ready_until = np.minimum(self.ready_until, self.counter)
+        starting = np.flatnonzero(resetting) if resetting.any() else None
+        if starting is not None:
+            self._prefetch(starting)
 
+        # From here on nothing can fail.
+        reward = np.zeros(n)
         if self.shaping:
             share = self.shaping / (self.reference_len() + 1)
             reward += np.where(actions == self.expert_action(), share, -share) * live
-
         self.obs[:, :-1] = self.obs[:, 1:]
         self.obs[:, -1] = actions
         self.answers[self.rows, self.turn, np.minimum(self.pos, self.max_answer_tokens - 1)] = actions
         self.pos += 1
         self.episode_length += 1
-
-        ended = (actions == self.tokenizer.eos_id) & live
-        at_limit = ~ended & live & (self.pos >= self.max_answer_tokens)
-        answer_done = ended | at_limit
+        answer_reward = np.zeros(n)
+        answer_correct = np.zeros(n, bool)
         terminated = np.zeros(n, bool)
         out_of_turns = np.zeros(n, bool)
-        if answer_done.any():
-            rows = np.flatnonzero(answer_done)
-            turn, row_ended = self.turn[rows], ended[rows]
-            lengths = self.pos[rows] - row_ended
-            if self.respond is None:
-                scores, correct = self._score(rows, turn, lengths, row_ended)
-                last = turn == self.ahead.n_turns[self.slot[rows]] - 1
-                turns_left = np.ones(len(rows), bool)
-            else:
-                reply = self._reply(rows, turn, lengths)
-                scores, correct, last = reply.reward, reply.correct, reply.done
-                self.success[rows] = reply.success
-                turns_left = last | (turn < self.limits.max_turns - 1)
-            reward[rows] += scores
-            answer_reward[rows], answer_correct[rows] = scores, correct
-            if self.observe_answers is not None and self.observe_answers(correct, self.ahead.tag[self.slot[rows]]):
-                self.ready_until = np.minimum(self.ready_until, self.counter)
-            self.answer_len[rows, turn] = self.pos[rows]
-            self.answers_given[rows] += 1
-            self.answers_correct[rows] += correct
-            self.answer_tokens[rows] += lengths
-            terminated[rows] = row_ended & last
-            out_of_turns[rows] = row_ended & ~turns_left
-            moving_on = row_ended & ~last & turns_left
-            advancing = rows[moving_on]
-            if self.respond is not None and len(advancing):
-                self._write_next_turn(advancing, reply, moving_on)
-            if len(advancing):
-                self.turn[advancing] += 1
-                self.pos[advancing] = 0
-                self._append_segments(advancing)
+        if finished is not None:
+            rows = finished.rows
+            reward[rows] += finished.scores
+            answer_reward[rows], answer_correct[rows] = finished.scores, finished.correct
+            terminated[rows] = finished.ended & finished.last
+            out_of_turns[rows] = finished.ended & ~finished.turns_left
+            self._close_answers(finished)
         truncated = at_limit | out_of_turns
-        self.done = terminated | truncated
+        np.logical_or(terminated, truncated, out=self.done)
         self.episode_return += reward
-        if resetting.any():
-            self.reset_rows(np.flatnonzero(resetting))
+        if starting is not None:
+            self._start(starting)
         return StepOutcome(
             reward, terminated, truncated, resetting, answer_done, answer_reward, answer_correct, out_of_turns
         )
 
-    def _reply(self, rows: np.ndarray, turn: np.ndarray, lengths: np.ndarray):
-        """An interactive task's reply to the answers just finished in ``rows``."""
+    def _judge(self, rows: np.ndarray, actions: np.ndarray, ended: np.ndarray) -> FinishedAnswers:
+        """Score the answers that ``actions`` end in ``rows``, reading the state without changing it."""
+        turn, row_ended, pos = self.turn[rows], ended[rows], self.pos[rows]
+        lengths = pos + 1 - row_ended  # the answer's tokens, EOS not counted
+        column = np.minimum(pos, self.max_answer_tokens - 1)
+        reply = None
+        if self.respond is None:
+            response = self.answers[rows, turn]  # (R, A) a copy, given this step's token below
+            response[np.arange(len(rows)), column] = actions[rows]
+            scores, correct = self._score(rows, turn, response, lengths, row_ended, actions)
+            last = turn == self.ahead.n_turns[self.slot[rows]] - 1
+            turns_left = np.ones(len(rows), bool)
+        else:
+            answers = self.answers[rows]  # (R, T, A) a copy
+            answers[np.arange(len(rows)), turn, column] = actions[rows]
+            reply = self._reply(rows, answers, turn, lengths)
+            scores, correct, last = reply.reward, reply.correct, reply.done
+            turns_left = last | (turn < self.limits.max_turns - 1)
+        moving_on = row_ended & ~last & turns_left
+        if reply is not None:
+            self._check_reply(reply, moving_on)
+        new_curriculum = self.observe_answers is not None and bool(
+            self.observe_answers(correct, self.ahead.tag[self.slot[rows]])
+        )
+        return FinishedAnswers(rows, turn, row_ended, lengths, scores, correct, last, turns_left, reply, new_curriculum)
+
+    def _close_answers(self, finished: FinishedAnswers) -> None:
+        """Record the judged answers and move the rows that go on to their next turn."""
+        rows, turn = finished.rows, finished.turn
+        if finished.reply is not None:
+            self.success[rows] = finished.reply.success
+        self.answer_len[rows, turn] = self.pos[rows]
+        self.answers_given[rows] += 1
+        self.answers_correct[rows] += finished.correct
+        self.answer_tokens[rows] += finished.lengths
+        moving_on = finished.ended & ~finished.last & finished.turns_left
+        advancing = rows[moving_on]
+        if len(advancing):
+            if finished.reply is not None:
+                self._write_next_turn(advancing, finished.reply, moving_on)
+            self.turn[advancing] += 1
+            self.pos[advancing] = 0
+            self._append_segments(advancing)
+
+    def _reply(self, rows: np.ndarray, answers: np.ndarray, turn: np.ndarray, lengths: np.ndarray) -> Reply:
+        """An interactive task's reply to the answers just finished in ``rows`` (``answers`` (R, T, A))."""
         turns = np.arange(self.limits.max_turns)[None, :]
         answer_len = np.where(turns < turn[:, None], self.answer_len[rows] - 1, 0)  # earlier answers ended with EOS
         answer_len[np.arange(len(rows)), turn] = lengths
-        return self.respond(self.split, self.ahead.index[self.slot[rows]], self.answers[rows], answer_len, turn)
+        return self.respond(self.split, self.ahead.index[self.slot[rows]], answers, answer_len, turn)
 
-    def _write_next_turn(self, advancing: np.ndarray, reply, moving_on: np.ndarray) -> None:
-        """Put the user's reply and the expert's next answer in as the next turn of ``advancing`` rows."""
-        slot, nxt = self.slot[advancing], self.turn[advancing] + 1
-        for tokens, lengths, target, target_len in (
-            (reply.segment, reply.segment_len, self.ahead.segments, self.ahead.segment_len),
-            (reply.reference, reply.reference_len, self.ahead.references, self.ahead.reference_len),
+    def _check_reply(self, reply: Reply, moving_on: np.ndarray) -> None:
+        """Refuse a reply whose next turn does not fit the task's limits."""
+        for tokens, lengths, target in (
+            (reply.segment, reply.segment_len, self.ahead.segments),
+            (reply.reference, reply.reference_len, self.ahead.references),
         ):
             if tokens.shape[1] > target.shape[2] and lengths[moving_on].max(initial=0) > target.shape[2]:
                 raise ValueError(
                     f"the task replied with {lengths[moving_on].max()} tokens, more than its limits allow "
                     f"({target.shape[2]}); raise the task's EpisodeLimits"
                 )
+
+    def _write_next_turn(self, advancing: np.ndarray, reply: Reply, moving_on: np.ndarray) -> None:
+        """Put the user's reply and the expert's next answer in as the next turn of ``advancing`` rows."""
+        slot, nxt = self.slot[advancing], self.turn[advancing] + 1
+        for tokens, lengths, target, target_len in (
+            (reply.segment, reply.segment_len, self.ahead.segments, self.ahead.segment_len),
+            (reply.reference, reply.reference_len, self.ahead.references, self.ahead.reference_len),
+        ):
             width = min(tokens.shape[1], target.shape[2])
             target[slot, nxt] = self.tokenizer.pad_id
             target[slot, nxt, :width] = tokens[moving_on, :width]
             target_len[slot, nxt] = lengths[moving_on]
 
     def _score(
-        self, rows: np.ndarray, turn: np.ndarray, lengths: np.ndarray, ended: np.ndarray
+        self,
+        rows: np.ndarray,
+        turn: np.ndarray,
+        response: np.ndarray,
+        lengths: np.ndarray,
+        ended: np.ndarray,
+        actions: np.ndarray,
     ) -> tuple[np.ndarray, np.ndarray]:
         """The reward of each finished answer and whether it is correct."""
         ahead, slot = self.ahead, self.slot[rows]
+        dialogue = None
+        if self.reward_reads_dialogue:  # the observation as it reads once this step's token is in
+            dialogue = np.concatenate([self.obs[rows, 1:], actions[rows, None]], axis=1)
         batch = AnswerBatch(
-            response=self.answers[rows, turn],
+            response=response,
             response_len=lengths,
             ended=ended,
             reference=ahead.references[slot, turn],
             reference_len=ahead.reference_len[slot, turn],
             keywords=ahead.keywords[slot, turn],
             keyword_len=ahead.keyword_len[slot, turn],
-            dialogue=self.obs[rows] if self.reward_reads_dialogue else None,
+            dialogue=dialogue,
         )
         scores = np.asarray(self.reward_fn(batch), dtype=np.float64)
         judge = scores if self.correct_fn is None else np.asarray(self.correct_fn(batch), dtype=np.float64)
         return scores, judge >= self.success_reward
+
+    def _score_one(
+        self, slot: int, turn: int, response: np.ndarray, length: int, ended: bool, token: int
+    ) -> tuple[float, bool]:
+        """``_score`` for one answer (``response`` (1, A)), with episode arrays sliced rather than gathered.
+
+        A built-in reward is a pure function of the answer and its reference, so its scores are
+        remembered: a single env that meets the same answer to the same question again (an agent
+        that has learned, or the oracle) does not call numpy again.
+        """
+        ahead = self.ahead
+        key = None
+        if self.reward_is_pure:
+            key = (
+                response[0, :length].tobytes(),
+                ended,
+                ahead.references[slot, turn, : ahead.reference_len.item(slot, turn)].tobytes(),
+                ahead.keywords[slot, turn].tobytes(),
+                ahead.keyword_len[slot, turn].tobytes(),
+            )
+            known = self.known_scores.get(key)
+            if known is not None:
+                return known
+        dialogue = None
+        if self.reward_reads_dialogue:
+            dialogue = np.concatenate([self.obs[0:1, 1:], np.array([[token]])], axis=1)
+        batch = AnswerBatch(
+            response=response,
+            response_len=np.array([length]),
+            ended=np.array([ended]),
+            reference=ahead.references[slot, turn : turn + 1],
+            reference_len=ahead.reference_len[slot, turn : turn + 1],
+            keywords=ahead.keywords[slot, turn : turn + 1],
+            keyword_len=ahead.keyword_len[slot, turn : turn + 1],
+            dialogue=dialogue,
+        )
+        score = float(np.asarray(self.reward_fn(batch), dtype=np.float64)[0])
+        judge = score if self.correct_fn is None else float(np.asarray(self.correct_fn(batch), dtype=np.float64)[0])
+        result = (score, judge >= self.success_reward)
+        if key is not None:
+            if len(self.known_scores) >= KNOWN_SCORES:
+                self.known_scores.clear()
+            self.known_scores[key] = result
+        return result
+
+    @functools.cached_property
+    def reward_is_pure(self) -> bool:
+        """The reward is a built-in one, a function of the answer and its reference only."""
+        return self.correct_fn is None and any(self.reward_fn is fn for fn in REWARDS.values())
+
+    @functools.cached_property
+    def known_scores(self) -> dict[tuple, tuple[float, bool]]:
+        """Scores of answers already judged by ``_score_one``, for a pure reward."""
+        return {}
 
     # -- what the envs report -------------------------------------------------------------------
 
@@ -393,6 +676,24 @@ class DialogueKernel:
             "questions": questions,
             "success": self.answers_correct[rows] == questions if self.respond is None else self.success[rows],
             "answer_tokens": self.answer_tokens[rows],
+        }
+
+    def row_stats(self, row: int) -> dict[str, float | int | bool]:
+        """``episode_stats`` of one row as Python scalars."""
+        answers, correct = self.answers_given.item(row), self.answers_correct.item(row)
+        if self.respond is None:
+            questions = int(self.ahead.n_turns[self.slot.item(row)])
+            success = correct == questions
+        else:
+            questions, success = answers, self.success.item(row)
+        return {
+            "return": self.episode_return.item(row),
+            "length": self.episode_length.item(row),
+            "answers": answers,
+            "correct": correct,
+            "questions": questions,
+            "success": success,
+            "answer_tokens": self.answer_tokens.item(row),
         }
 
     def agent_tokens(self) -> np.ndarray:

@@ -18,18 +18,25 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from dialog_gym.env import RENDER_MODES, DialogAPI, reset_index
-from dialog_gym.kernel import DialogueKernel
+from dialog_gym.kernel import DialogueKernel, StepOutcome
 from dialog_gym.options import EnvOptions
 from dialog_gym.tasks.base import Task
+
+# ``truncated_by`` by how many of (truncated, out of turns) hold; out of turns implies truncated.
+TRUNCATION_LABELS = np.array(["", "max_answer_tokens", "max_turns"])
 
 
 class DialogVectorEnv(VectorEnv, DialogAPI):
     """``num_envs`` copies of ``DialogEnv`` in one set of arrays; see ``DialogEnv`` for the task.
 
-    Infos hold arrays over rows, each with a boolean ``_key`` array saying which rows it is
-    valid for: ``action_mask`` (N, V), ``expert_action``, ``turn``; ``answer_reward`` and
-    ``answer_correct`` where an answer ended; ``dialogue`` (a dict of arrays: return, length,
-    answers, correct, questions, success, answer_tokens) and ``truncated_by`` where an episode ended.
+    ## Info
+    The keys of ``DialogEnv`` but for the text ones (``reference``, ``answer``), every step and
+    reset, as arrays over rows: ``action_mask`` (N, V) int8, ``expert_action`` and ``turn``
+    (N,) int64, ``answer_done``, ``answer_correct`` and ``episode_done`` (N,) bool,
+    ``answer_reward`` (N,) float64, ``truncated_by`` (N,) str (``""`` where not truncated) and
+    ``dialogue``, a dict of (N,) arrays. Each key has Gymnasium's boolean ``_key`` array, all
+    True since every row has every key; ``answer_done`` and ``episode_done`` say which rows
+    ended an answer or an episode.
     """
 
     metadata = {"render_modes": list(RENDER_MODES), "autoreset_mode": AutoresetMode.NEXT_STEP}
@@ -87,29 +94,29 @@ class DialogVectorEnv(VectorEnv, DialogAPI):
             self._info(outcome),
         )
 
-    def _info(self, outcome) -> dict[str, Any]:
-        kernel, every = self.kernel, self._all_rows
+    def _info(self, outcome: StepOutcome | None) -> dict[str, Any]:
+        kernel, n = self.kernel, self.num_envs
+        if outcome is None:  # after reset: no answer or episode has ended
+            no = np.zeros(n, bool)
+            outcome = StepOutcome(np.zeros(n), no, no, no, no, np.zeros(n), no, no)
+        episode_done = outcome.terminated | outcome.truncated
+        truncated_by = TRUNCATION_LABELS[outcome.truncated + outcome.out_of_turns.astype(np.int8)]
         info: dict[str, Any] = {
             "action_mask": self._action_mask,
-            "_action_mask": every,
             "expert_action": kernel.expert_action(),
-            "_expert_action": every,
             "turn": kernel.turn.copy(),
-            "_turn": every,
+            "answer_done": outcome.answer_done,
+            "answer_reward": outcome.answer_reward,
+            "answer_correct": outcome.answer_correct,
+            "episode_done": episode_done,
+            "truncated_by": truncated_by,
+            "dialogue": {key: value.copy() for key, value in kernel.episode_stats(slice(None)).items()},
         }
-        if outcome is None:
-            return info
-        if outcome.answer_done.any():
-            info["answer_reward"], info["_answer_reward"] = outcome.answer_reward, outcome.answer_done
-            info["answer_correct"], info["_answer_correct"] = outcome.answer_correct, outcome.answer_done
-        ended = outcome.terminated | outcome.truncated
-        if ended.any():
-            info["dialogue"] = {key: value.copy() for key, value in kernel.episode_stats(slice(None)).items()}
-            info["_dialogue"] = ended
-        if outcome.truncated.any():
-            label = np.where(outcome.out_of_turns, "max_turns", "max_answer_tokens")
-            info["truncated_by"] = np.where(outcome.truncated, label, "")
-            info["_truncated_by"] = outcome.truncated
+        # Every key holds a value for every row, so each ``_key`` mask is all True (as Gymnasium's
+        # SyncVectorEnv makes them over single envs); ``answer_done`` and ``episode_done`` say
+        # where the answer and dialogue entries describe a finished answer or episode.
+        for key in list(info):
+            info[f"_{key}"] = self._all_rows
         return info
 
     def action_masks(self) -> np.ndarray:

@@ -77,7 +77,7 @@ class MissingEOSPenalty(_Shaping):
         self.penalty = _non_negative("penalty", penalty)
 
     def part(self, before, action, terminated, truncated, info) -> float:
-        return -self.penalty if info.get("truncated_by") == "max_answer_tokens" else 0.0
+        return -self.penalty if info["truncated_by"] == "max_answer_tokens" else 0.0
 
 
 class KLPenalty(_Shaping):
@@ -131,6 +131,6 @@ class TerminateAtAnswerLimit(gym.Wrapper):
 
     def step(self, action):
         obs, reward, terminated, truncated, info = self.env.step(action)
-        if truncated and info.get("truncated_by") == "max_answer_tokens":
+        if truncated and info["truncated_by"] == "max_answer_tokens":
             terminated, truncated = True, False
         return obs, reward, terminated, truncated, info

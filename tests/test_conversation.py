@@ -43,7 +43,7 @@ def test_the_oracle_scores_f1_one_per_turn():
     rewards = []
     while True:
         obs, reward, terminated, truncated, info = env.step(info["expert_action"])
-        if "answer_reward" in info:
+        if info["answer_done"]:
             rewards.append(info["answer_reward"])
         if terminated or truncated:
             break

@@ -154,7 +154,7 @@ def play(env: gym.Env, info: dict, answers: list[str] | None = None) -> tuple[li
             action = planned.pop(0)
         _, _, terminated, truncated, info = env.step(action)
         done = terminated or truncated
-        if "answer_reward" in info:
+        if info["answer_done"]:
             ended.append(info)
     assert not truncated
     return ended, info

@@ -137,3 +137,14 @@ def test_sb3_evaluation_curve_records_points():
     curve.record()  # a point is what evaluate gives the model at that moment
     final = dialog_gym.evaluate(sb3_agent(model), "DialogQA-Toy-v0", episodes=16, seed=0, **TINY)
     assert {key: curve.points[-1][key] for key in final} == final and curve.training_seconds > 0
+
+
+def test_tianshou_ppo_learns_the_toy_through_gymnasium_make():
+    # Tianshou is not in the dev extra: a full install pins virtualenv, which downgrades filelock.
+    pytest.importorskip("tianshou", reason="tianshou is not installed (pip install tianshou==2.0.1)")
+    import tianshou_ppo
+
+    result = tianshou_ppo.main(steps=4096, episodes=200, env_kwargs=TINY)
+    random = dialog_gym.evaluate(dialog_gym.RandomAgent(0), "DialogQA-Toy-v0", episodes=200, **TINY)
+    assert result["episodes"] == 200 and random["success_rate"] < 0.1  # 1 in 6 tokens times 1 in 6 for EOS
+    assert result["success_rate"] > max(0.3, 5 * random["success_rate"])
