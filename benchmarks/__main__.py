@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     flag = " --quick" if args.quick else ""
     sections = [
-        ("Env throughput", f"python benchmarks/env_throughput.py{flag}", lambda: env_throughput.run(args.quick)),
+        ("Env throughput", f"python -m benchmarks.env_throughput{flag}", lambda: env_throughput.run(args.quick)),
         (
             "PPO throughput",
             f"python -m benchmarks.ppo_throughput{flag}",

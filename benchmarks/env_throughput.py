@@ -18,8 +18,8 @@ whatever the number of rows) is paid by one step in five; random answers end at 
 times, so that cost falls on nearly every step. The kernel keeps it low by keeping each row's
 next episodes generated ahead (one generation call per 16 episodes of a row, not one per step).
 
-    python benchmarks/env_throughput.py            # the full table (a few minutes)
-    python benchmarks/env_throughput.py --quick    # shorter runs, under a minute
+    python -m benchmarks.env_throughput            # the full table (a few minutes)
+    python -m benchmarks.env_throughput --quick    # shorter runs, under a minute
 
 ``main`` also writes the table and the raw numbers to benchmarks/results/env_throughput.md and .json.
 """
@@ -27,7 +27,6 @@ next episodes generated ahead (one generation call per 16 episodes of a row, not
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -37,7 +36,6 @@ import numpy as np
 
 import dialog_gym  # noqa: F401  (registers the ids)
 
-RESULTS = Path(__file__).parent / "results"
 ACTION_KINDS = ("oracle", "random")
 THROUGHPUT_IDS = ("DialogQA-Toy-v0", "DialogQA-v0")
 
@@ -209,18 +207,18 @@ def run(quick: bool = False, seconds: float | None = None) -> str:
 
 
 def main() -> None:
+    from benchmarks import record
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="shorter timing runs")
     parser.add_argument("--seconds", type=float, default=None, help="time per configuration (default 2, quick 0.3)")
-    parser.add_argument("--out", default=str(RESULTS), help="directory for env_throughput.md and .json")
+    parser.add_argument("--out", default=None, help="directory for env_throughput.md and .json")
     args = parser.parse_args()
+    start = time.perf_counter()
     records = measure(args.quick, args.seconds)
     text = table(records)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    command = "python benchmarks/env_throughput.py" + (" --quick" if args.quick else "")
-    (out / "env_throughput.md").write_text(f"`{command}` (steps that advance an episode)\n\n{text}\n")
-    (out / "env_throughput.json").write_text(json.dumps({"command": command, "rows": records}, indent=2) + "\n")
+    out = Path(args.out) if args.out else record.default_out(args.quick)
+    record.write("env_throughput", {"rows": records}, text, out, quick=args.quick, wall_seconds=time.perf_counter() - start)
     print(text)
 
 

@@ -25,7 +25,7 @@ README = record.ROOT / "README.md"
 BLOCKS: dict[str, tuple[str, str]] = {
     "main_job": ("main_job.json", "python -m benchmarks.main_job"),
     "reference_scores": (reference_scores.OUT_DIR, "python -m benchmarks.reference_scores"),
-    "env_throughput": ("env_throughput.json", "python benchmarks/env_throughput.py"),
+    "env_throughput": ("env_throughput.json", "python -m benchmarks.env_throughput"),
     "ppo_throughput": ("ppo_throughput.json", "python -m benchmarks.ppo_throughput --main-job"),
     "hf_policy_throughput": ("hf_policy_throughput.json", "python -m benchmarks.hf_policy_throughput"),
     "sb3_crosscheck.grid": ("sb3_crosscheck.json", "python -m benchmarks.sb3_crosscheck"),
