@@ -44,10 +44,11 @@ def read_metrics(path: Path) -> list[dict[str, str]]:
         rows = list(csv.DictReader(handle))
     complete = []
     for row in rows:
-        if any(row.get(column) in (None, "") for column in METRIC_COLUMNS):
+        values = list(row.values())
+        if None in values or "" in values or None in row:  # fields missing, or more than the header has
             continue
         try:
-            int(row["update"]), [float(row[column]) for column in METRIC_COLUMNS]
+            [float(value) for value in values]
         except ValueError:
             continue
         complete.append(row)

@@ -2,12 +2,13 @@
 
 ``random`` and ``oracle``: ``dialog_gym.evaluate(agent, env_id, episodes=1000, seed=0)`` on the
 test split with ``RandomAgent(0)`` and ``OracleAgent()`` (the tests recompute them). ``ppo``: our
-agent after ``dialog-gym train --env ENV_ID`` with every default (``--total-steps 100000`` for
-Tutor-v0, Conversation-v0, TwentyQuestions-v0 and CustomerService-v0; Conversation-v0 with
-16,000 demonstrations for 2 epochs), as its run's final evaluation scored it (1000 test
-episodes, sampling from the policy). ``REWARD_THRESHOLDS`` is the mean return registered as
-``reward_threshold``: 95% of the oracle's. Both are keyed by the ids of ``dialog_gym.envs.ENVS``; an
-id without scores yet registers with no threshold.
+agent after ``dialog-gym train --env ENV_ID --seed S`` as ``benchmarks/reference_scores.py`` runs
+it (its ``COMMANDS``), sampling from the policy on 1000 test episodes, the mean over the seeds in
+``benchmarks/results/reference_scores/ENV_ID.json`` (``tests/test_results.py`` checks that the
+two agree). An env whose ``ppo`` row has not been measured on the current code has none.
+``REWARD_THRESHOLDS`` is the mean return registered as ``reward_threshold``: 95% of the oracle's.
+Both are keyed by the ids of ``dialog_gym.envs.ENVS``; an id without scores yet registers with no
+threshold.
 """
 
 REFERENCE_SCORES: dict[str, dict[str, dict[str, float]]] = {
@@ -24,22 +25,18 @@ REFERENCE_SCORES: dict[str, dict[str, dict[str, float]]] = {
     "Tutor-v0": {
         "random": {"mean_return": 0.0065, "answer_accuracy": 0.0, "success_rate": 0.0},
         "oracle": {"mean_return": 1.0, "answer_accuracy": 1.0, "success_rate": 1.0},
-        "ppo": {"mean_return": 0.399, "answer_accuracy": 0.0, "success_rate": 0.0},
     },
     "Conversation-v0": {
         "random": {"mean_return": 0.0043, "answer_accuracy": 0.0, "success_rate": 0.0},
         "oracle": {"mean_return": 1.124, "answer_accuracy": 1.0, "success_rate": 1.0},
-        "ppo": {"mean_return": 0.143, "answer_accuracy": 0.0, "success_rate": 0.0},
     },
     "TwentyQuestions-v0": {
         "random": {"mean_return": -0.0546, "answer_accuracy": 0.0, "success_rate": 0.0},
         "oracle": {"mean_return": 0.8487, "answer_accuracy": 1.0, "success_rate": 1.0},
-        "ppo": {"mean_return": -0.581, "answer_accuracy": 0.602, "success_rate": 0.222},
     },
     "CustomerService-v0": {
         "random": {"mean_return": -0.0552, "answer_accuracy": 0.0, "success_rate": 0.0},
         "oracle": {"mean_return": 0.9009, "answer_accuracy": 1.0, "success_rate": 1.0},
-        "ppo": {"mean_return": 0.723, "answer_accuracy": 0.905, "success_rate": 0.907},
     },
 }
 

@@ -15,6 +15,7 @@ def tiny_gpt2():
     return GPT2LMHeadModel(GPT2Config(vocab_size=300, n_layer=1, n_head=2, n_embd=16, n_positions=128))
 
 
+@pytest.mark.slow  # every benchmark end to end: minutes; .ci/run runs the slow tests too
 def test_the_suite_writes_results_and_pngs(tmp_path, monkeypatch):
     from benchmarks import __main__ as suite
     from benchmarks import (
