@@ -218,7 +218,9 @@ def main() -> None:
     records = measure(args.quick, args.seconds)
     text = table(records)
     out = Path(args.out) if args.out else record.default_out(args.quick)
-    record.write("env_throughput", {"rows": records}, text, out, quick=args.quick, wall_seconds=time.perf_counter() - start)
+    record.write(
+        "env_throughput", {"rows": records}, text, out, quick=args.quick, wall_seconds=time.perf_counter() - start
+    )
     print(text)
 
 

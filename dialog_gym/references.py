@@ -15,12 +15,12 @@ REFERENCE_SCORES: dict[str, dict[str, dict[str, float]]] = {
     "DialogQA-v0": {
         "random": {"mean_return": -0.879, "answer_accuracy": 0.042, "success_rate": 0.029},
         "oracle": {"mean_return": 2.045, "answer_accuracy": 1.0, "success_rate": 1.0},
-        "ppo": {"mean_return": 1.958, "answer_accuracy": 0.988, "success_rate": 0.980},
+        "ppo": {"mean_return": 1.976, "answer_accuracy": 0.992, "success_rate": 0.985},
     },
     "DialogQA-Toy-v0": {
         "random": {"mean_return": 0.064, "answer_accuracy": 0.0, "success_rate": 0.0},
         "oracle": {"mean_return": 1.0, "answer_accuracy": 1.0, "success_rate": 1.0},
-        "ppo": {"mean_return": 0.933, "answer_accuracy": 0.875, "success_rate": 0.875},
+        "ppo": {"mean_return": 0.931, "answer_accuracy": 0.873, "success_rate": 0.873},
     },
     "Tutor-v0": {
         "random": {"mean_return": 0.0065, "answer_accuracy": 0.0, "success_rate": 0.0},
