@@ -12,6 +12,8 @@ from typing import Any, Iterator, Protocol, runtime_checkable
 
 import torch
 
+from agents.rollout import Batch
+
 
 class PolicyShape(Protocol):
     """What a token policy reads: its vocabulary, its longest sequence and its padding token."""
@@ -49,17 +51,6 @@ class Policy(Protocol):
     def extend(self, tokens: torch.Tensor, valid: torch.Tensor, cache: Any) -> tuple[torch.Tensor, torch.Tensor, Any]:
         """(B, W) new tokens (``valid`` marks the real ones) -> logits (B, V), values (B,), cache."""
         ...
-
-
-class Batch(Protocol):
-    """The per-action tensors of a minibatch, all of one shape; ``mask`` marks real actions."""
-
-    actions: torch.Tensor
-    logprobs: torch.Tensor
-    values: torch.Tensor
-    advantages: torch.Tensor
-    returns: torch.Tensor
-    mask: torch.Tensor
 
 
 class Rollout(Protocol):
