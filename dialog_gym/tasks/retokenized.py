@@ -30,6 +30,9 @@ from dialog_gym.rewards import (
 from dialog_gym.tasks.base import AdaptiveTask, InteractiveTask, Reply, RewardResolvingTask, Task
 from dialog_gym.tokenizers import SPECIAL_ID_ATTRIBUTES
 
+# The classes of what comes before a native token, which decide its ids in a chat template.
+AFTER_WORD, TURN_START, EPISODE_START, REPLY_START = range(4)
+
 
 class RetokenizedTask(RewardResolvingTask):
     """``task`` with observations, references and actions in the ids of ``tokenizer``.
@@ -47,29 +50,32 @@ class RetokenizedTask(RewardResolvingTask):
         self.native, self.tokenizer = task, tokenizer
         native = task.tokenizer
         self.default_reward = task.default_reward
-        prefix = " " if getattr(native, "joiner", " ") == " " else ""
-        pieces: list[list[int]] = []
-        specials = {getattr(native, name, None): marker for name, marker in SPECIAL_ID_ATTRIBUTES.items()}
-        for i in range(native.vocab_size):
-            if i == native.pad_id:
-                pieces.append([])
-            elif i in specials:
-                pieces.append(tokenizer.marker(specials[i]))
-            else:
-                pieces.append(tokenizer.encode(prefix + native.id_to_token(i)))
-        widest = max(len(p) for p in pieces)
-        self.piece_len = np.array([len(p) for p in pieces], np.int64)
-        self.pieces = np.full((len(pieces), max(widest, 1)), tokenizer.pad_id, np.int64)
-        for i, piece in enumerate(pieces):
+        table = chat_pieces(native, tokenizer) if tokenizer.chat is not None else [plain_pieces(native, tokenizer)]
+        # ``table[c][i]``: the ids native token ``i`` becomes when the token before it is of class ``c``
+        # (one class in plain vocabularies; four in a chat template, see ``chat_pieces``).
+        self.classes = len(table)
+        rows = [piece for pieces in table for piece in pieces]
+        widest = max(max(len(p) for p in rows), 1)
+        self.piece_len = np.array([len(p) for p in rows], np.int64)
+        self.pieces = np.full((len(rows), widest), tokenizer.pad_id, np.int64)
+        for i, piece in enumerate(rows):
             self.pieces[i, : len(piece)] = piece
-        # Every native token becomes at most ``widest`` ids, which bounds every length; a task with
-        # few enough episodes has them all measured instead, for a tight window.
-        limits, grow = task.limits, max(widest, 1)
+        self._turn_opener = np.zeros(native.vocab_size, bool)
+        for name in ("bos_id", "sep_id", "user_id", "agent_id"):
+            if getattr(native, name, None) is not None:
+                self._turn_opener[getattr(native, name)] = True
+        # Every native token becomes at most ``grow`` ids and the first of a segment at most ``opening``
+        # (a chat template's headers), which bounds every length; a task with few enough episodes has
+        # them all measured instead, for a tight window.
+        v = native.vocab_size
+        grow = max(int(self.piece_len[: 2 * v].max(initial=1)), 1) if self.classes > 1 else widest
+        opening = widest if self.classes > 1 else 0
+        limits = task.limits
         self.limits = EpisodeLimits(
             max_turns=limits.max_turns,
-            max_segment_len=limits.max_segment_len * grow,
-            max_dialogue_len=limits.max_dialogue_len * grow,
-            max_question_len=limits.max_question_len * grow,
+            max_segment_len=limits.max_segment_len * grow + opening,
+            max_dialogue_len=limits.max_dialogue_len * grow + limits.max_turns * opening,
+            max_question_len=limits.max_question_len * grow + opening,
             max_reference_len=limits.max_reference_len * grow,
             max_keywords=limits.max_keywords,
             max_keyword_len=limits.max_keyword_len * grow,
@@ -77,7 +83,7 @@ class RetokenizedTask(RewardResolvingTask):
         self.limits = self._measured_limits() or self.limits
         self._known: dict[bytes, list[int]] = {}
         filler = np.array(task.filler_ids, np.int64)
-        self.filler_ids = tuple(int(i) for i in self.pieces[filler][np.arange(grow) < self.piece_len[filler, None]])
+        self.filler_ids = tuple(int(i) for i in self.pieces[filler][np.arange(widest) < self.piece_len[filler, None]])
 
     def _measured_limits(self, most: int = 100_000) -> EpisodeLimits | None:
         """Exact limits from every episode of a task whose splits are finite and small (not for
@@ -109,7 +115,11 @@ class RetokenizedTask(RewardResolvingTask):
     def episodes(self, split: str, index: np.ndarray) -> Episodes:
         native = self.native.episodes(split, index)
         limits = self.limits
-        segments, segment_len = self.to_ids(native.segments, native.segment_len, limits.max_segment_len)
+        # The first segment opens the dialogue; the later ones follow an answer.
+        first = np.zeros(native.segment_len.shape, np.int64)
+        first[:, 1:] = REPLY_START
+        first[:, 0] = EPISODE_START
+        segments, segment_len = self.to_ids(native.segments, native.segment_len, limits.max_segment_len, first)
         references, reference_len = self.to_ids(native.references, native.reference_len, limits.max_reference_len)
         keywords, keyword_len = self.to_ids(native.keywords, native.keyword_len, limits.max_keyword_len)
         return replace(
@@ -122,12 +132,23 @@ class RetokenizedTask(RewardResolvingTask):
             keyword_len=keyword_len,
         )
 
-    def to_ids(self, tokens: np.ndarray, lengths: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
-        """Native ids (..., W) with lengths (...) -> Hugging Face ids (..., width) and their lengths."""
+    def to_ids(
+        self, tokens: np.ndarray, lengths: np.ndarray, width: int, start: int | np.ndarray = TURN_START
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Native ids (..., W) with lengths (...) -> Hugging Face ids (..., width) and their lengths.
+
+        ``start`` (an int or one per sequence, shaped like ``lengths``) is the class of what precedes
+        each sequence: a reply (``TURN_START``), nothing (``EPISODE_START``) or an answer (``REPLY_START``).
+        """
         lead, w = tokens.shape[:-1], tokens.shape[-1]
         flat, flat_len = tokens.reshape(-1, w), lengths.reshape(-1)
         valid = np.arange(w)[None, :] < flat_len[:, None]
         ids = np.where(valid, flat, self.native.tokenizer.pad_id)
+        if self.classes > 1:
+            before = np.empty_like(ids)
+            before[:, 0] = np.broadcast_to(np.asarray(start, np.int64), lengths.shape).reshape(-1)
+            before[:, 1:] = np.where(self._turn_opener[ids[:, :-1]], TURN_START, AFTER_WORD)
+            ids = before * self.native.tokenizer.vocab_size + ids
         piece_len = np.where(valid, self.piece_len[ids], 0)
         out, out_len = concat_ragged(
             [(self.pieces[ids[:, j]], piece_len[:, j]) for j in range(w)], self.tokenizer.pad_id
@@ -169,6 +190,55 @@ class RetokenizedTask(RewardResolvingTask):
         return NativeReward(self, resolve_reward(reward, self.native.tokenizer))
 
 
+def plain_pieces(native, tokenizer: HFTokenizer) -> list[list[int]]:
+    """Each native token's ids: its text (after a space in word vocabularies), a marker's own token or text."""
+    prefix = " " if getattr(native, "joiner", " ") == " " else ""
+    specials = {getattr(native, name, None): marker for name, marker in SPECIAL_ID_ATTRIBUTES.items()}
+    pieces: list[list[int]] = []
+    for i in range(native.vocab_size):
+        if i == native.pad_id:
+            pieces.append([])
+        elif i in specials:
+            pieces.append(tokenizer.marker(specials[i]))
+        else:
+            pieces.append(tokenizer.encode(prefix + native.id_to_token(i)))
+    return pieces
+
+
+def chat_pieces(native, tokenizer: HFTokenizer) -> list[list[list[int]]]:
+    """Each native token's ids for each class of what precedes it, in the tokenizer's chat template.
+
+    The dialogue ``<bos> context <sep> <user> question <agent> answer <eos> <user> question <agent>``
+    becomes ``opening context next_user question assistant answer end_of_turn after_answer question
+    assistant``: the opening where the episode starts, a new user turn at ``<sep>`` (or ``<user>``
+    after words), the assistant header at ``<agent>``, the user header after an answer; a word
+    right after a header has no leading space.
+    """
+    chat = tokenizer.chat
+    encode = tokenizer.encode
+    prefix = " " if getattr(native, "joiner", " ") == " " else ""
+    role = {getattr(native, name, None): name for name in ("bos_id", "sep_id", "user_id", "agent_id", "eos_id")}
+    classes: list[list[list[int]]] = [[], [], [], []]
+    for i in range(native.vocab_size):
+        name = role.get(i)
+        if i == native.pad_id:
+            texts = ("", "", "", "")
+        elif name == "eos_id":
+            for c in classes:
+                c.append([chat.end_of_turn])
+            continue
+        elif name == "agent_id":
+            texts = (chat.assistant, chat.assistant, chat.opening + chat.assistant, chat.after_answer + chat.assistant)
+        elif name is not None:  # <bos>, <sep>, <user>: they open a user turn, or none right after another
+            texts = (chat.next_user, "", chat.opening, chat.after_answer)
+        else:
+            word = "?" if i == getattr(native, "unk_id", None) else native.id_to_token(i)
+            texts = (prefix + word, word, chat.opening + word, chat.after_answer + word)
+        for c, text in zip(classes, texts):
+            c.append(encode(text) if text else [])
+    return classes
+
+
 class NativeReward:
     """A reward of the native task applied to a re-tokenized env's answers, read back as native ids."""
 
@@ -201,7 +271,7 @@ class InteractiveRetokenizedTask(RetokenizedTask, InteractiveTask):
     ) -> Reply:
         native_answers, native_len = self.to_native(answers, answer_len)
         reply = self.native.respond(split, index, native_answers, native_len, turn)
-        segment, segment_len = self.to_ids(reply.segment, reply.segment_len, self.limits.max_segment_len)
+        segment, segment_len = self.to_ids(reply.segment, reply.segment_len, self.limits.max_segment_len, REPLY_START)
         reference, reference_len = self.to_ids(reply.reference, reply.reference_len, self.limits.max_reference_len)
         return replace(
             reply, segment=segment, segment_len=segment_len, reference=reference, reference_len=reference_len
