@@ -17,7 +17,7 @@ import gymnasium as gym
 import tyro
 
 import dialog_gym
-from agents.config import TrainConfig
+from agents.config import TrainConfig, pick_device
 from agents.validation import parse_scalar
 
 EVAL_COLUMNS = ["agent", "mean_return", "answer_accuracy", "success_rate", "mean_answer_tokens"]
@@ -135,6 +135,11 @@ class Evaluate:
 
     run_dir: Annotated[Path | None, tyro.conf.Positional, tyro.conf.arg(metavar="[RUN_DIR]")] = None
     """A training run directory (its newest checkpoint is scored)."""
+    policy: str | None = None
+    """An untrained policy to score zero-shot instead of a run: a pretrained model ("smollm2", PATH.gguf)
+    or "hf:DIR"; it plays with its KV cache, greedy unless --no-greedy, and is scored by exact match too."""
+    batch: int = 32
+    """Episodes played at once by --policy."""
     env: str | None = None
     """Env id (default: the run's env, or DialogQA-v0)."""
     agents: tuple[Literal["random", "oracle"], ...] | None = None
@@ -145,8 +150,8 @@ class Evaluate:
     """Seed of the evaluation episodes."""
     split: Literal["train", "test"] = "test"
     """Split to score."""
-    greedy: bool = False
-    """Take the most likely token instead of sampling."""
+    greedy: bool | None = None
+    """Take the most likely token instead of sampling (default: sample a run's policy, greedy for --policy)."""
     env_arg: EnvArgs = ()
 
     def run(self) -> None:
@@ -155,6 +160,11 @@ class Evaluate:
 
         env_kwargs = parse_env_args(self.env_arg)
         agents: dict[str, Any] = {}
+        if self.policy is not None:
+            if self.run_dir is not None:
+                raise ValueError("give a RUN_DIR or --policy, not both")
+            self.zero_shot(env_kwargs)
+            return
         if self.run_dir is not None:
             policy, config = load_trained_policy(self.run_dir)
             env_id = self.env or config.env
@@ -167,7 +177,7 @@ class Evaluate:
                     f"vocabulary, but {env_id} with {env_kwargs} has {window}-token observations of a {vocab}-token "
                     "vocabulary; evaluate on settings whose dialogues fit, or train on them"
                 )
-            agents["ppo"] = PolicyAgent(policy, greedy=self.greedy, seed=self.seed)
+            agents["ppo"] = PolicyAgent(policy, greedy=bool(self.greedy), seed=self.seed)
         else:
             env_id = self.env or "DialogQA-v0"
         builtin = {"random": dialog_gym.RandomAgent(self.seed), "oracle": dialog_gym.OracleAgent()}
@@ -181,6 +191,39 @@ class Evaluate:
             rows.append({"agent": name, **result})
         print(f"{env_id}, {self.split} split, {self.episodes} episodes, seed {self.seed}")
         print(format_table(rows, EVAL_COLUMNS))
+
+    def zero_shot(self, env_kwargs: dict[str, Any]) -> None:
+        """Score ``--policy`` as it is, with the built-in agents beside it on the same split."""
+        from agents.build import build_policy, with_model_tokenizer
+        from agents.evaluate import evaluate_policy, exact_accuracy
+
+        env_id = self.env or "DialogQA-v0"
+        config = with_model_tokenizer(TrainConfig(env=env_id, env_args=env_kwargs, policy=self.policy))
+        device = pick_device("auto")
+        policy = build_policy(config, gym.make(env_id, **config.env_args)).to(device)
+        greedy = True if self.greedy is None else self.greedy
+        rows = [
+            {
+                "agent": self.policy + (" (greedy)" if greedy else ""),
+                **evaluate_policy(
+                    policy, env_id, self.episodes, self.seed, self.split, greedy, self.batch, device, **config.env_args
+                ),
+            }
+        ]
+        if rows[0]["exact_accuracy"] is None:
+            rows[0]["exact_accuracy"] = "n/a"
+        builtin = {"random": dialog_gym.RandomAgent(self.seed), "oracle": dialog_gym.OracleAgent()}
+        for name in self.agents or ():
+            agent, kwargs = builtin[name], config.env_args
+            result = dialog_gym.evaluate(
+                agent, env_id, episodes=self.episodes, seed=self.seed, split=self.split, **kwargs
+            )
+            exact = exact_accuracy(agent, env_id, self.episodes, self.seed, self.split, kwargs)
+            rows.append({"agent": name, **result, "exact_accuracy": "n/a" if exact is None else exact})
+        print(
+            f"{env_id}, {self.split} split, {self.episodes} episodes, seed {self.seed}, env arguments {config.env_args}"
+        )
+        print(format_table(rows, [*EVAL_COLUMNS, "exact_accuracy"]))
 
 
 @dataclass
