@@ -94,6 +94,18 @@ def load_trained_policy(run_dir: Path, device: str | torch.device = "cpu") -> tu
     return policy.eval(), config
 
 
+def load_untrained_policy(
+    spec: str, env_id: str, env_args: dict | None = None, device: str | torch.device = "cpu"
+) -> tuple[nn.Module, TrainConfig]:
+    """The policy ``spec`` names (a pretrained model, ``hf:DIR``) as it is, for ``env_id``, and the config
+    that says how the env is to be made for it (the model's tokenizer and chat template)."""
+    config = with_model_tokenizer(TrainConfig(env=env_id, env_args=dict(env_args or {}), policy=spec))
+    env = gym.make(config.env, **config.env_args)
+    if not isinstance(env.unwrapped, dialog_gym.DialogEnv):
+        raise ValueError(f"{env_id} is not a dialog_gym env; a language-model policy needs one")
+    return build_policy(config, env).to(device).eval(), config
+
+
 def is_token_env(env_id: str, env_args: dict) -> bool:
     """Whether the env is one of dialog_gym's token envs (otherwise the generic MLP trainer runs)."""
     return isinstance(gym.make(env_id, **env_args).unwrapped, dialog_gym.DialogEnv)

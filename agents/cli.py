@@ -194,13 +194,12 @@ class Evaluate:
 
     def zero_shot(self, env_kwargs: dict[str, Any]) -> None:
         """Score ``--policy`` as it is, with the built-in agents beside it on the same split."""
-        from agents.build import build_policy, with_model_tokenizer
+        from agents.build import load_untrained_policy
         from agents.evaluate import evaluate_policy, exact_accuracy
 
         env_id = self.env or "DialogQA-v0"
-        config = with_model_tokenizer(TrainConfig(env=env_id, env_args=env_kwargs, policy=self.policy))
         device = pick_device("auto")
-        policy = build_policy(config, gym.make(env_id, **config.env_args)).to(device)
+        policy, config = load_untrained_policy(self.policy, env_id, env_kwargs, device)
         greedy = True if self.greedy is None else self.greedy
         rows = [
             {
@@ -228,20 +227,30 @@ class Evaluate:
 
 @dataclass
 class Chat:
-    """Ask a trained agent questions about a test-split world, as a person would."""
+    """Ask a trained agent (or a pretrained model, untrained) questions about a test-split world, as a person would."""
 
-    run_dir: Annotated[Path, tyro.conf.Positional, tyro.conf.arg(metavar="RUN_DIR")]
+    run_dir: Annotated[Path | None, tyro.conf.Positional, tyro.conf.arg(metavar="[RUN_DIR]")] = None
     """A training run directory."""
+    policy: str | None = None
+    """Chat with an untrained policy instead of a run: a pretrained model ("smollm2", PATH.gguf) or "hf:DIR"."""
+    env: str = "DialogQA-v0"
+    """Env id for --policy (a run chats on its own env)."""
+    env_arg: EnvArgs = ()
     episode: int | None = None
     """Index of the test episode whose context is shown (default: one drawn with --seed)."""
     seed: int = 0
     """Seed that picks the episode when --episode is not given."""
 
     def run(self) -> None:
-        from agents.build import load_trained_policy
+        from agents.build import load_trained_policy, load_untrained_policy
         from agents.chat import chat, terminal_lines
 
-        policy, config = load_trained_policy(self.run_dir)
+        if (self.run_dir is None) == (self.policy is None):
+            raise ValueError("give a RUN_DIR (a trained run) or --policy SPEC (an untrained model), one of them")
+        if self.policy is not None:
+            policy, config = load_untrained_policy(self.policy, self.env, parse_env_args(self.env_arg))
+        else:
+            policy, config = load_trained_policy(self.run_dir)
         env = gym.make(config.env, split="test", **config.env_args)
         lines = terminal_lines() if sys.stdin.isatty() else sys.stdin
         chat(policy, env, lines, print, episode=self.episode, seed=self.seed)
