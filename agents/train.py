@@ -37,11 +37,13 @@ from agents.checkpoint import (
 )
 from agents.config import Seed, TrainConfig, pick_device, update_seed
 from agents.distributed import Processes, start_processes, stop_processes
+from agents.evaluate import evaluate_policy
 from agents.generic import GenericRun
 from agents.hf_policy import AdaptersDisabled, HFPolicy
 from agents.metrics import MetricsLog, explained_variance, metrics_row, progress_bar
 from agents.ppo import AdaptiveKLController, NonFiniteError, advantages_and_returns, kl_penalised_rewards, ppo_update
 from agents.pretrain import pretrain
+from agents.pretrained import is_pretrained_spec
 from agents.rollout import TokenRollout, check_window, collect_episodes
 from dialog_gym.hf_tokenizer import HFTokenizer
 
@@ -289,15 +291,31 @@ class TokenRun:
                 agent, cfg.env, episodes=cfg.eval_episodes, seed=cfg.seed + 12345, split="test", **cfg.env_args
             )
 
+        def score(policy: nn.Module, greedy: bool) -> dict[str, float]:
+            # A pretrained language model is too slow to re-read every observation at every step: it
+            # plays with its KV cache (agents.evaluate), which also scores its answers by exact match.
+            if is_pretrained_spec(cfg.policy):
+                return evaluate_policy(
+                    policy,
+                    cfg.env,
+                    cfg.eval_episodes,
+                    cfg.seed + 12345,
+                    "test",
+                    greedy,
+                    device=self.device,
+                    **cfg.env_args,
+                )
+            return evaluate(PolicyAgent(policy, greedy=greedy, seed=cfg.seed, device=self.device))
+
         results: dict[str, Any] = {"random": evaluate(dialog_gym.RandomAgent(cfg.seed))}
         pretrained = self.checkpoints / PRETRAINED
         if (pretrained / "state.json").exists():
             model = copy.deepcopy(self.policy)
             meta = load_checkpoint(pretrained, model, None, self.device)
-            results["pretrained"] = evaluate(PolicyAgent(model, seed=cfg.seed, device=self.device))
+            results["pretrained"] = score(model, greedy=False)
             results["demonstrations"] = {"answer_accuracy": meta["demo_accuracy"]}
-        results["ppo"] = evaluate(PolicyAgent(self.policy, seed=cfg.seed, device=self.device))
-        results["ppo_greedy"] = evaluate(PolicyAgent(self.policy, greedy=True, device=self.device))
+        results["ppo"] = score(self.policy, greedy=False)
+        results["ppo_greedy"] = score(self.policy, greedy=True)
         write_atomic(self.out_dir / "eval.json", json.dumps(results, indent=2))
         return results
 
