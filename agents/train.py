@@ -296,6 +296,7 @@ class TokenRun:
             # plays with its KV cache (agents.evaluate), which also scores its answers by exact match and
             # by the task's own reward (e.g. keyword), whatever reward the run trains on.
             if is_pretrained_spec(cfg.policy):
+                own = self.envs.unwrapped.task.default_reward
                 return evaluate_policy(
                     policy,
                     cfg.env,
@@ -304,6 +305,7 @@ class TokenRun:
                     "test",
                     greedy,
                     device=self.device,
+                    rewards=tuple(dict.fromkeys(("exact", own))),
                     **cfg.env_args,
                 )
             return evaluate(PolicyAgent(policy, greedy=greedy, seed=cfg.seed, device=self.device))
