@@ -152,6 +152,20 @@ class HFPolicy(nn.Module):
     def has_adapters(self) -> bool:
         return hasattr(self.model, "disable_adapter")
 
+    @torch.no_grad()
+    def fold_adapters(self) -> None:
+        """Add the LoRA adapters' update into the base weights and restart the adapters at a zero update:
+        the policy is unchanged, and with its adapters off it is now this policy (the KL reference of
+        PPO after supervised pretraining is the pretrained policy, not the model before it)."""
+        from peft.tuners.lora import LoraLayer
+
+        for module in self.model.modules():
+            if isinstance(module, LoraLayer):
+                module.merge()
+                module.merged_adapters.clear()  # the base holds the update; the adapters run again from zero
+                for adapter in module.lora_B.values():
+                    adapter.weight.zero_()
+
     # -- saving ---------------------------------------------------------------------------------
 
     def save_pretrained(self, directory: str | os.PathLike[str], tokenizer: Any = None) -> Path:

@@ -135,8 +135,12 @@ class TokenRun:
         return summary
 
     def _set_reference(self) -> None:
+        """Make the pretrained policy the KL reference: copy it, or (LoRA) fold the adapters into the base
+        weights that the reference, the same model with its adapters off, reads."""
         if self.reference_is_copy:
             self.reference.load_state_dict(self.policy.state_dict())
+        elif isinstance(self.policy, HFPolicy) and self.policy.has_adapters:
+            self.policy.fold_adapters()
 
     def run_pretraining(self) -> dict[str, Any]:
         cfg = self.config.pretraining

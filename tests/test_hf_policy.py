@@ -253,3 +253,31 @@ def test_ppo_from_scratch_teaches_a_tiny_gpt2_the_toy_task(tmp_path):
     results = train(config, tmp_path, progress=False)
     assert results["random"]["success_rate"] < 0.2
     assert results["ppo"]["success_rate"] >= 0.9
+
+
+def test_after_pretraining_with_lora_the_reference_is_the_pretrained_policy(bpe_dir, tmp_path):
+    pytest.importorskip("peft")
+    config = TrainConfig.from_dict(
+        {
+            "env": "DialogQA-v0",
+            "policy": f"hf:{TINY_GPT2}",
+            "env_args": {"tokenizer": bpe_dir},
+            "total_steps": 500,
+            "num_envs": 16,
+            "lora": {"rank": 4},
+            "pretraining": {"demonstrations": 64, "epochs": 1, "batch_size": 16},
+        }
+    )
+    run = TokenRun(config, tmp_path, progress=False)
+    tokens = torch.as_tensor(gym.make_vec("DialogQA-v0", num_envs=4, tokenizer=bpe_dir).reset(seed=0)[0])
+    with torch.no_grad():
+        untrained = run.policy(tokens)[0]
+    run.start(resume=False)
+    with torch.no_grad():
+        pretrained, reference = run.policy(tokens)[0], run.reference(tokens)[0]
+    assert not torch.allclose(pretrained, untrained, atol=1e-3)  # pretraining moved the policy
+    assert torch.allclose(reference, pretrained, atol=1e-5)  # and the reference moved with it
+    assert all(
+        not p.any() for name, p in run.policy.named_parameters() if "lora_B" in name
+    )  # the adapters restart at a zero update
+    assert run.step()["kl"] == pytest.approx(0.0, abs=1e-4)  # the first rollout is the reference's own
