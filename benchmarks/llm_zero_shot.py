@@ -66,6 +66,11 @@ def markdown(rows: list[dict[str, Any]], episodes: int) -> str:
     return "\n".join(lines)
 
 
+def table(data: dict[str, Any]) -> str:
+    """The markdown of a results file's ``data``."""
+    return markdown(data["rows"], data["episodes"])
+
+
 def run(quick: bool, episodes: int, out: Path) -> str:
     start = time.perf_counter()
     episodes = 16 if quick else episodes

@@ -28,6 +28,8 @@ BLOCKS: dict[str, tuple[str, str]] = {
     "env_throughput": ("env_throughput.json", "python -m benchmarks.env_throughput"),
     "ppo_throughput": ("ppo_throughput.json", "python -m benchmarks.ppo_throughput --main-job"),
     "hf_policy_throughput": ("hf_policy_throughput.json", "python -m benchmarks.hf_policy_throughput"),
+    "llm_zero_shot": ("llm_zero_shot.json", "python -m benchmarks.llm_zero_shot"),
+    "llm_recipe": ("llm_recipe.json", "python -m benchmarks.llm_recipe"),
     "sb3_crosscheck.grid": ("sb3_crosscheck.json", "python -m benchmarks.sb3_crosscheck"),
     "sb3_crosscheck.ratios": ("sb3_crosscheck.json", "python -m benchmarks.sb3_crosscheck"),
     "sb3_crosscheck.full": ("sb3_crosscheck.json", "python -m benchmarks.sb3_crosscheck"),

