@@ -3,7 +3,8 @@
 ``gym.make(env_id, **kwargs)`` calls ``make_env(env_id, **kwargs)``: the keywords named by
 ``EnvOptions`` (split, reward, ...) configure the env, the others build the row's task (e.g.
 ``n_people``, ``vocab_size``, ``dataset``). Every env also takes ``tokenizer=``: a Hugging Face
-tokenizer (or a local directory holding one) makes its vocabulary the action space.
+tokenizer (or a local directory holding one) makes its vocabulary the action space, and with
+``chat_template=True`` the dialogue is written in that tokenizer's chat template.
 ``gym.make_vec(env_id, num_envs=N, ...)`` calls ``make_vector_env`` the same way.
 
 A new env is a task module (a class following ``dialog_gym.tasks.base.Task``) plus one row of

@@ -80,7 +80,7 @@ def test_unknown_arguments_fail_in_one_line_listing_the_valid_ones():
         assert "\n" not in message and "unknown argument(s) ['n_peple']" in message
         for valid in ("n_people", "n_events", "dataset", "tokenizer", "split", "reward", "max_len", "render_mode"):
             assert repr(valid) in message
-    with pytest.raises(TypeError, match=r"\['n_people'\]; its task takes \['tokenizer', 'vocab_size'"):
+    with pytest.raises(TypeError, match=r"\['n_people'\]; its task takes \['tokenizer', 'chat_template', 'vocab_size'"):
         gym.make("DialogQA-Toy-v0", n_people=2)
     with pytest.raises(ValueError, match="takes tokenizer= only as a Hugging Face tokenizer"):
         gym.make("Tutor-v0", tokenizer="word")
@@ -89,9 +89,9 @@ def test_unknown_arguments_fail_in_one_line_listing_the_valid_ones():
 
 
 def test_task_parameters_follow_the_constructors():
-    assert registry.ENTRIES["Tutor-v0"].task_parameters[:3] == ("tokenizer", "level", "problems")
+    assert registry.ENTRIES["Tutor-v0"].task_parameters[:4] == ("tokenizer", "chat_template", "level", "problems")
     dialog_qa = registry.ENTRIES["DialogQA-v0"].task_parameters
-    assert dialog_qa[:3] == ("tokenizer", "dataset", "n_people") and "max_turns" in dialog_qa
+    assert dialog_qa[:4] == ("tokenizer", "chat_template", "dataset", "n_people") and "max_turns" in dialog_qa
 
 
 # -- task protocols -------------------------------------------------------------------------------
