@@ -30,7 +30,8 @@ class CheckpointError(RuntimeError):
     """A checkpoint that is missing, truncated, tampered with or does not fit the model."""
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of a file's bytes, as hex."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -94,7 +95,7 @@ def save_checkpoint(
             meta["optimizer"] = optimizer_meta
         for name in ("model.safetensors", "optimizer.safetensors"):
             if (tmp / name).exists():
-                meta["files"][name] = _sha256(tmp / name)
+                meta["files"][name] = file_sha256(tmp / name)
         write_atomic(tmp / "state.json", json.dumps(meta, indent=2))
         if directory.exists():
             shutil.rmtree(directory)
@@ -132,7 +133,7 @@ def load_checkpoint(
         path = directory / name
         if not path.is_file():
             raise CheckpointError(f"{path}: missing from the checkpoint")
-        if _sha256(path) != expected:
+        if file_sha256(path) != expected:
             raise CheckpointError(f"{path}: checksum mismatch; the file is truncated or was modified")
     weights = _load_tensors(directory / "model.safetensors", device)
     broken = [key for key, value in weights.items() if value.is_floating_point() and not torch.isfinite(value).all()]
@@ -178,7 +179,7 @@ def is_complete(directory: Path) -> bool:
     try:
         meta = json.loads((Path(directory) / "state.json").read_text(encoding="utf-8"))
         files = meta["files"]
-        return meta.get("format") == FORMAT and all(_sha256(Path(directory) / n) == h for n, h in files.items())
+        return meta.get("format") == FORMAT and all(file_sha256(Path(directory) / n) == h for n, h in files.items())
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return False
 

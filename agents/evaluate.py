@@ -22,6 +22,7 @@ import torch
 import torch.nn as nn
 
 from agents.policy import real_tokens
+from agents.rollout import appended_tokens
 
 SUMMARY_KEYS = ("return", "success", "correct", "questions", "answers", "answer_tokens", "length")
 
@@ -116,7 +117,6 @@ def _play(policy, envs, judges: dict, seed: int, greedy: bool, generator: torch.
     judges = {name: judge for name, judge in judges.items() if judge is not None}
     for judge in judges.values():
         judge.reset(seed=seed)
-    window = obs.shape[1]
     tokens = torch.as_tensor(obs, device=device)
     valid = real_tokens(tokens, pad)
     first = int((~valid).all(0).sum())  # columns that are padding in every row
@@ -149,10 +149,7 @@ def _play(policy, envs, judges: dict, seed: int, greedy: bool, generator: torch.
         new_length = real_tokens(new_obs, pad).sum(1)
         kept = torch.as_tensor(keep.nonzero()[0], device=device)
         cache = cache.select(kept)
-        added = new_length - length[torch.as_tensor(live, device=device)]
-        width = int(added.max())
-        offsets = torch.arange(width, device=device)[None, :]
-        chunk = new_obs.gather(1, (window - added[:, None] + offsets).clamp(max=window - 1))
-        logits, _, cache = policy.extend(chunk, offsets < added[:, None], cache)
+        chunk, chunk_valid = appended_tokens(new_obs, new_length - length[torch.as_tensor(live, device=device)])
+        logits, _, cache = policy.extend(chunk, chunk_valid, cache)
         length[torch.as_tensor(live, device=device)] = new_length
     return out, judged

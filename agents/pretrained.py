@@ -13,13 +13,13 @@ renamed) so a kill during conversion leaves no half-written model behind.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from agents.checkpoint import file_sha256
 from agents.hf_policy import HF_PREFIX
 
 GGUF_SUFFIX = ".gguf"
@@ -88,7 +88,7 @@ def gguf_file(policy: str) -> Path:
 def model_directory(policy: str) -> Path:
     """The cached ``transformers`` directory of a pretrained model, converting its GGUF file on first use."""
     file = gguf_file(policy)
-    target = cache_root() / "models" / f"{file.stem}-{_file_hash(file)[:16]}"
+    target = cache_root() / "models" / f"{file.stem}-{file_sha256(file)[:16]}"
     if (target / COMPLETE).is_file():
         return target
     _convert(file, target)
@@ -164,11 +164,3 @@ def _convert(file: Path, target: Path) -> None:
             return
         shutil.rmtree(target, ignore_errors=True)
         os.replace(aside, target)
-
-
-def _file_hash(file: Path) -> str:
-    digest = hashlib.sha256()
-    with open(file, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()

@@ -134,11 +134,7 @@ def collect_episodes(
         # What the env appended: the action, and after an answer the next question.
         new_obs = torch.as_tensor(obs[rows_np], device=device)
         new_length = real_tokens(new_obs, pad).sum(1)
-        added = new_length - length[live]
-        width = int(added.max())
-        offsets = torch.arange(width, device=device)[None, :]
-        chunk = new_obs.gather(1, (window - added[:, None] + offsets).clamp(max=window - 1))
-        chunk_valid = offsets < added[:, None]
+        chunk, chunk_valid = appended_tokens(new_obs, new_length - length[live])
         logits, value, cache = policy.extend(chunk, chunk_valid, cache)
         length[live] = new_length
         record["next_value"] = value
@@ -152,6 +148,15 @@ def collect_episodes(
             keep = ~ended
             live, logits, value, cache = live[keep], logits[keep], value[keep], cache.select(keep.nonzero().squeeze(1))
     return _stack(steps, n, final_tokens, length, episode, device)
+
+
+def appended_tokens(obs: torch.Tensor, added: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The last ``added[i]`` tokens of each left-padded row of ``obs`` (B, W): what the env appended since
+    the policy last read the row, as (B, max added) ids and the mask of the real ones."""
+    window = obs.shape[1]
+    offsets = torch.arange(int(added.max()), device=obs.device)[None, :]
+    chunk = obs.gather(1, (window - added[:, None] + offsets).clamp(max=window - 1))
+    return chunk, offsets < added[:, None]
 
 
 def _stack(steps, n, final_tokens, length, episode, device) -> TokenRollout:
