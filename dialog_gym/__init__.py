@@ -13,7 +13,7 @@ from dialog_gym.evaluation import OracleAgent, RandomAgent, evaluate
 from dialog_gym.options import EnvOptions
 from dialog_gym.references import REFERENCE_SCORES, REWARD_THRESHOLDS, check_references
 from dialog_gym.rewards import Reward, register_reward_prefix
-from dialog_gym.vector import DialogVectorEnv
+from dialog_gym.vector import DialogVectorEnv, group_seeds
 
 __all__ = [
     "DialogEnv",
@@ -23,6 +23,7 @@ __all__ = [
     "RandomAgent",
     "Reward",
     "evaluate",
+    "group_seeds",
     "register_reward_prefix",
     "ENV_IDS",
     "ENV_SUMMARIES",

@@ -299,15 +299,25 @@ def check_action(action: Any, vocab_size: int) -> int:
     return int(action)
 
 
-def reset_index(options: dict[str, Any] | None, task: Task, split: str) -> int | None:
-    """The episode index asked for by ``reset(options={"index": k})``, checked against the split."""
+def reset_index(
+    options: dict[str, Any] | None, task: Task, split: str, allowed: tuple[str, ...] = ("index",)
+) -> int | None:
+    """The episode index asked for by ``reset(options={"index": k})``, checked against the split;
+    ``allowed`` names the option keys the env understands (a vector env also takes ``group_size``)."""
     if options is None:
         return None
     if not isinstance(options, dict):
         raise TypeError(f"reset options must be a dict such as {{'index': 3}}, got {type(options).__name__}")
-    unknown = set(options) - {"index"}
+    unknown = set(options) - set(allowed)
     if unknown:
-        raise ValueError(f"unknown reset option(s) {sorted(unknown)}; the only option is 'index' (an episode number)")
+        if "group_size" in unknown:
+            raise ValueError(
+                "a single env plays one episode at a time, so it has no group_size; group episodes with the "
+                "vector env (gym.make_vec(id, num_envs=N).reset(seed=s, options={'group_size': G})) or give "
+                "Gymnasium's vector env the seeds dialog_gym.group_seeds(s, N, G)"
+            )
+        expected = " or ".join(repr(key) for key in allowed)
+        raise ValueError(f"unknown reset option(s) {sorted(unknown)}; the options are {expected}")
     if "index" not in options:
         return None
     return check_index(options["index"], task.num_examples(split), split)

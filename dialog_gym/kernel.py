@@ -245,6 +245,13 @@ class DialogueKernel:
         self.counter[rows] = 0
         self.ready_until[rows] = 0
 
+    def copy_streams(self, rows: np.ndarray, sources: np.ndarray) -> None:
+        """Make each of ``rows`` continue the episode stream of the matching row of ``sources``, from the
+        position that row plays next (its episodes generated ahead are made again for the copy)."""
+        self.key[rows] = self.key[sources]
+        self.counter[rows] = self.counter[sources]
+        self.ready_until[rows] = np.where(rows == sources, self.ready_until[rows], 0)
+
     def reset_rows(self, rows: np.ndarray, index: np.ndarray | None = None) -> None:
         """Start the next episode of each row's stream (or the episodes ``index`` of the split)."""
         if index is None:

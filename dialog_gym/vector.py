@@ -24,6 +24,7 @@ from dialog_gym.tasks.base import Task
 
 # ``truncated_by`` by how many of (truncated, out of turns) hold; out of turns implies truncated.
 TRUNCATION_LABELS = np.array(["", "max_answer_tokens", "max_turns"])
+RESET_OPTIONS = ("index", "group_size")  # what ``reset(options=...)`` of the vector env understands
 
 
 class DialogVectorEnv(VectorEnv, DialogAPI):
@@ -59,12 +60,27 @@ class DialogVectorEnv(VectorEnv, DialogAPI):
         self._started = False
 
     def reset(self, *, seed: int | list[int | None] | None = None, options: dict[str, Any] | None = None):
+        """Start a new episode in every row.
+
+        ``options["index"]``: the episode number(s) to play (one for all rows, or one per row).
+        ``options["group_size"] = G``: rows in consecutive groups of G play the same episodes (same
+        context, questions and simulated user), as group-baseline trainers (GRPO, RLOO) need: with
+        ``seed=s`` row ``i`` plays the episodes of a single env reset with seed ``s + i // G``;
+        without a seed each group continues the episode stream of its first row.
+        """
         index = self._reset_indices(options)
+        group = self._group_size(options)
         super().reset(seed=seed if seed is None or isinstance(seed, (int, np.integer)) else None)
         rows = np.arange(self.num_envs)
+        if seed is not None and group > 1:
+            if not isinstance(seed, (int, np.integer)):
+                raise ValueError("options['group_size'] needs one int seed (or none), not a list of seeds per row")
+            seed = group_seeds(int(seed), self.num_envs, group)
         if seed is not None or not self._started:
             seeds = _row_seeds(seed, self.num_envs)
             self.kernel.seed_rows(rows, np.array([seeding.np_random(s)[0].integers(2**63) for s in seeds], np.uint64))
+        if group > 1 and seed is None:
+            self.kernel.copy_streams(rows, rows - rows % group)
         self.kernel.reset_rows(rows, index)
         self._started = True
         return self.kernel.obs.copy(), self._info(None)
@@ -72,14 +88,20 @@ class DialogVectorEnv(VectorEnv, DialogAPI):
     def _reset_indices(self, options: dict[str, Any] | None) -> np.ndarray | None:
         """Per-row episode indices from ``options["index"]`` (one for all rows, or one per row)."""
         if not isinstance(options, dict) or "index" not in options:
-            return reset_index(options, self.task, self.split)  # None, or the error for what options holds
+            return reset_index(options, self.task, self.split, RESET_OPTIONS)  # None, or the error for options
         index = options["index"]
         per_row = isinstance(index, (list, tuple)) or (isinstance(index, np.ndarray) and index.ndim == 1)
         values = list(index) if per_row else [index]
         if per_row and len(values) != self.num_envs:
             raise ValueError(f"options['index'] must be one index or {self.num_envs} (one per row), got {len(values)}")
-        checked = [reset_index({**options, "index": value}, self.task, self.split) for value in values]
+        checked = [reset_index({**options, "index": value}, self.task, self.split, RESET_OPTIONS) for value in values]
         return np.array(checked if per_row else checked * self.num_envs, np.uint64)
+
+    def _group_size(self, options: dict[str, Any] | None) -> int:
+        """``options["group_size"]`` checked against the number of rows; 1 when not given."""
+        if not isinstance(options, dict) or "group_size" not in options:
+            return 1
+        return check_group_size(options["group_size"], self.num_envs)
 
     def step(self, actions):
         if not self._started:
@@ -155,6 +177,26 @@ def check_actions(actions: Any, num_envs: int, vocab_size: int) -> np.ndarray:
             f"action {int(array[row])} of row {row} is out of range: expected token ids in [0, {vocab_size})"
         )
     return array.astype(np.int64, copy=False)
+
+
+def check_group_size(group_size: Any, num_envs: int) -> int:
+    """``group_size`` as a number of rows that divides ``num_envs``, or a one-line error saying what to use."""
+    if isinstance(group_size, (bool, np.bool_)) or not isinstance(group_size, (int, np.integer)) or group_size < 1:
+        raise ValueError(f"group_size must be a positive integer (rows per group), got {group_size!r}")
+    if group_size > num_envs or num_envs % group_size:
+        raise ValueError(
+            f"group_size={group_size} does not divide the {num_envs} rows into whole groups; use a divisor of "
+            f"{num_envs} (or num_envs a multiple of {group_size})"
+        )
+    return int(group_size)
+
+
+def group_seeds(seed: int, num_envs: int, group_size: int) -> list[int]:
+    """Per-row seeds that give rows in consecutive groups of ``group_size`` the same episodes: row ``i``
+    gets ``seed + i // group_size``. Pass them to any vector env, e.g. Gymnasium's ``SyncVectorEnv``
+    of single envs: ``envs.reset(seed=group_seeds(s, N, G))``."""
+    check_group_size(group_size, num_envs)
+    return [int(seed) + i // group_size for i in range(num_envs)]
 
 
 def _row_seeds(seed: int | list[int | None] | None, num_envs: int) -> list[int | None]:
