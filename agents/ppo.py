@@ -255,8 +255,12 @@ def ppo_update(
     generator: torch.Generator,
     update: int,
     processes: Processes = Processes(),
+    loss: Callable[..., LossTerms] | None = None,
 ) -> UpdateStats:
     """``config.update_epochs`` passes of minibatch gradient steps over ``rollout``.
+
+    ``loss(new_logprob, entropy, new_value, batch, total) -> LossTerms`` is the minibatch loss;
+    by default PPO's (``ppo_loss``), and the critic-free trainers (``agents.critic_free``) bring theirs.
 
     Under ``torchrun`` ``policy`` is the DistributedDataParallel module and each process brings its
     own rollout: minibatch j is every process's chunk j, its loss is normalised over all of them,
@@ -272,18 +276,22 @@ def ppo_update(
         for rows in rollout.minibatches(config.num_minibatches, generator):
             new_logprob, entropy, new_value = rollout.score(policy, rows)
             batch = rollout.batch(rows)
-            terms = ppo_loss(
-                new_logprob,
-                batch.logprobs,
-                batch.advantages,
-                new_value,
-                batch.values,
-                batch.returns,
-                entropy,
-                batch.mask,
-                config,
-                processes.sum if processes.distributed else None,
-            )
+            total = processes.sum if processes.distributed else None
+            if loss is None:
+                terms = ppo_loss(
+                    new_logprob,
+                    batch.logprobs,
+                    batch.advantages,
+                    new_value,
+                    batch.values,
+                    batch.returns,
+                    entropy,
+                    batch.mask,
+                    config,
+                    total,
+                )
+            else:
+                terms = loss(new_logprob, entropy, new_value, batch, total)
             if stats.minibatches == 0:
                 ratio_error = ((new_logprob.detach() - batch.logprobs).exp() - 1).abs()[batch.mask]
                 stats.first_ratio_max_error = float(ratio_error.max()) if ratio_error.numel() else 0.0

@@ -30,6 +30,8 @@ class Batch:
     advantages: torch.Tensor
     returns: torch.Tensor
     mask: torch.Tensor
+    ref_logprobs: torch.Tensor | None = None  # the reference's log-probs of the actions (critic-free KL loss)
+    loss_mask: torch.Tensor | None = None  # the actions the critic-free loss counts (mask, less dropped groups)
 
 
 class TokenRollout:
@@ -54,6 +56,8 @@ class TokenRollout:
         self.actions, self.logprobs, self.values, self.next_values = actions, logprobs, values, next_values
         self.env_rewards, self.rewards = rewards, rewards.clone()  # rewards gets the KL penalty added
         self.kl = torch.zeros_like(rewards)  # per-action log pi - log pi_ref, filled in by the trainer
+        self.ref_logprobs = torch.zeros_like(rewards)  # the reference's log pi_ref, filled in by the trainer
+        self.loss_mask = mask  # the actions a critic-free loss counts (drop_equal_groups removes some)
         self.terminated, self.truncated, self.mask = terminated, truncated, mask
         self.episode = episode  # dict of numpy arrays (B,): return, length, correct, questions, success, ...
         last = mask.long().cumsum(1).argmax(1)  # each row's last real step
@@ -89,23 +93,31 @@ class TokenRollout:
             self.advantages[rows],
             self.returns[rows],
             self.mask[rows],
+            self.ref_logprobs[rows],
+            self.loss_mask[rows],
         )
 
 
 @torch.no_grad()
 def collect_episodes(
-    envs, policy: TransformerPolicy, seed: int, generator: torch.Generator, device: torch.device
+    envs,
+    policy: TransformerPolicy,
+    seed: int,
+    generator: torch.Generator,
+    device: torch.device,
+    group_size: int = 1,
 ) -> TokenRollout:
     """Play one episode in every row of ``envs`` (a dialog_gym vector env), sampling from ``policy``.
 
     ``envs.reset(seed=seed)`` fixes the episodes and ``generator`` the sampled tokens, so a
-    rollout is a pure function of the policy, ``seed`` and the generator's state. The env's
-    window must hold whole dialogues (its default ``max_len`` does; ``check_window`` says).
+    rollout is a pure function of the policy, ``seed`` and the generator's state. With
+    ``group_size`` G > 1 rows in consecutive groups of G play the same episode (GRPO's groups).
+    The env's window must hold whole dialogues (its default ``max_len`` does; ``check_window`` says).
     """
     policy.eval()
     n, window = envs.num_envs, envs.single_observation_space.shape[0]
     pad = policy.config.pad_id
-    obs, info = envs.reset(seed=seed)
+    obs, info = envs.reset(seed=seed, options={"group_size": group_size} if group_size > 1 else None)
     tokens = torch.as_tensor(obs, device=device)
     length = real_tokens(tokens, pad).sum(1)  # real tokens seen by the model so far, per row
     logits, value, cache = policy.start(tokens)

@@ -3,7 +3,8 @@
 ``train(config, out_dir)`` is the whole recipe and ``dialog-gym train`` calls it. Read in order:
 ``TokenRun`` builds env, policy and reference -> ``pretrain`` -> loop {``collect`` (rollout,
 KL-penalised rewards, GAE: ``agents.ppo``) -> ``ppo_update`` -> log -> checkpoint} -> final
-evaluation table. Every random draw of update ``u`` is seeded from ``(seed, u, purpose)``, so a
+evaluation table. A critic-free ``algo`` (GRPO, RLOO, ...: ``agents.critic_free``) changes two
+steps only: the advantages in ``collect`` and the minibatch loss of the update. Every random draw of update ``u`` is seeded from ``(seed, u, purpose)``, so a
 resumed run continues exactly where the saved one stopped. Envs that are not dialog_gym token envs
 (e.g. CartPole-v1) are trained by ``agents.generic.GenericRun`` through the same loop.
 """
@@ -36,6 +37,7 @@ from agents.checkpoint import (
     write_atomic,
 )
 from agents.config import Seed, TrainConfig, pick_device, update_seed
+from agents.critic_free import GROUPED, assign_advantages, loss_function
 from agents.distributed import Processes, start_processes, stop_processes
 from agents.evaluate import evaluate_policy
 from agents.generic import GenericRun
@@ -170,19 +172,35 @@ class TokenRun:
         rank = self.processes.rank if rank is None else rank
         generator = torch.Generator().manual_seed(update_seed(cfg.seed, update, Seed.SAMPLING, rank))
         episodes_seed = update_seed(cfg.seed, update, Seed.EPISODES, rank)
-        rollout = collect_episodes(self.envs, self.policy, episodes_seed, generator, self.device)
+        group = cfg.critic_free.group_size if cfg.algo in GROUPED else 1
+        rollout = collect_episodes(self.envs, self.policy, episodes_seed, generator, self.device, group)
         with torch.no_grad():
             self.reference.eval()
-            ref_logprobs, _, _ = rollout.score(self.reference)
+            rollout.ref_logprobs, _, _ = rollout.score(self.reference)
         rollout.rewards, rollout.kl = kl_penalised_rewards(
-            rollout.env_rewards, rollout.logprobs, ref_logprobs, rollout.mask, self.kl.beta
+            rollout.env_rewards, rollout.logprobs, rollout.ref_logprobs, rollout.mask, self.kl.beta
         )
+        if cfg.algo == "ppo":
+            rollout.advantages, rollout.returns = advantages_and_returns(
+                rollout, rollout.rewards, cfg.ppo, self.bootstrap_truncated
+            )
+        else:
+            total = self.processes.sum if self.processes.distributed else None
+            assign_advantages(rollout, cfg.algo, cfg.critic_free, self.kl.beta, cfg.ppo.gamma, total)
         if not torch.isfinite(rollout.rewards[rollout.mask]).all():
             raise NonFiniteError(f"a reward became non-finite at update {update}; nothing was saved")
-        rollout.advantages, rollout.returns = advantages_and_returns(
-            rollout, rollout.rewards, cfg.ppo, self.bootstrap_truncated
-        )
         return rollout
+
+    def loss(self):
+        """The minibatch loss of ``config.algo``: None for PPO's own (``agents.ppo.ppo_loss``)."""
+        cfg = self.config
+        if cfg.algo == "ppo":
+            return None
+        env = self.envs.unwrapped
+        most_agent_tokens = env.task.limits.max_turns * env.max_answer_tokens  # Dr. GRPO's constant normaliser
+        return loss_function(
+            cfg.algo, cfg.critic_free, cfg.ppo.clip_coef, cfg.ppo.ent_coef, self.kl.beta, most_agent_tokens
+        )
 
     def step(self) -> dict[str, Any]:
         """One update: rollout, KL-penalised rewards, GAE, PPO epochs; returns the metrics row.
@@ -198,7 +216,9 @@ class TokenRun:
                 group["lr"] = cfg.ppo.learning_rate * max(0.0, 1.0 - self.env_steps / cfg.total_steps)
         rollout = self.collect()
         generator = torch.Generator().manual_seed(update_seed(cfg.seed, self.update, Seed.MINIBATCHES, processes.rank))
-        stats = ppo_update(self.trainable, self.optimizer, rollout, cfg.ppo, generator, self.update, processes)
+        stats = ppo_update(
+            self.trainable, self.optimizer, rollout, cfg.ppo, generator, self.update, processes, self.loss()
+        )
         mask = rollout.mask
         returns, residuals = rollout.returns[mask].double(), (rollout.returns - rollout.values)[mask].double()
         steps, kl_sum, n_rows, s1, s2, r1, r2 = processes.sum_floats(
@@ -224,7 +244,7 @@ class TokenRun:
             kl=kl_per_episode,
             beta=self.kl.beta,
             stats=stats,
-            explained_variance=explained_variance(s1, s2, r1, r2, steps),
+            explained_variance=explained_variance(s1, s2, r1, r2, steps) if cfg.algo == "ppo" else float("nan"),
             learning_rate=self.optimizer.param_groups[0]["lr"],
             steps=steps,
             seconds=time.perf_counter() - start,
@@ -321,8 +341,8 @@ class TokenRun:
             meta = load_checkpoint(pretrained, model, None, self.device)
             results["pretrained"] = score(model, greedy=False)
             results["demonstrations"] = {"answer_accuracy": meta["demo_accuracy"]}
-        results["ppo"] = score(self.policy, greedy=False)
-        results["ppo_greedy"] = score(self.policy, greedy=True)
+        results[cfg.algo] = score(self.policy, greedy=False)
+        results[f"{cfg.algo}_greedy"] = score(self.policy, greedy=True)
         write_atomic(self.out_dir / "eval.json", json.dumps(results, indent=2))
         return results
 
@@ -346,6 +366,11 @@ def make_run(config: TrainConfig, out_dir: Path, progress: bool = True, processe
     """The trainer for ``config.env``: the token-env recipe, or generic PPO for any other env."""
     if is_token_env(config.env, config.env_args):
         return TokenRun(config, out_dir, progress, processes)
+    if config.algo != "ppo":
+        raise ValueError(
+            f"algo={config.algo!r} needs a dialog_gym token env (its episodes are replayed in groups and "
+            f"scored whole); {config.env} trains with algo=ppo"
+        )
     return GenericRun(config, out_dir, progress, processes)
 
 
