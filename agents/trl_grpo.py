@@ -164,9 +164,12 @@ def env_policy(model: torch.nn.Module, env_id: str, env_args: dict[str, Any]) ->
     action mask, so our evaluator scores it as it scores our own runs."""
     env = gym.make(env_id, **env_args)
     vocab, window, allowed = env_shape(env)
-    policy = HFPolicy(model, HFPolicyConfig(vocab, env.unwrapped.tokenizer.pad_id, window), allowed.to(model.device))
+    config = HFPolicyConfig(vocab, env.unwrapped.tokenizer.pad_id, window)
     env.close()
-    return policy
+    # The value head's initialisation draws from torch's global generator, which TRL samples with:
+    # scoring the model must not change what it samples next.
+    with torch.random.fork_rng(devices=[]):
+        return HFPolicy(model, config, allowed.to(model.device))
 
 
 def blocked_tokens(env_id: str, env_args: dict[str, Any]) -> list[list[int]]:
