@@ -1,0 +1,196 @@
+"""PPO against the critic-free trainers (GRPO, Dr. GRPO, RLOO, REINFORCE++) at equal env-step budgets.
+
+Every algorithm runs the same recipe (``dialog-gym train --algo ALGO``): the same policy, rollouts,
+KL leash, optimiser settings and evaluator; only the advantage and the loss differ. A setting that
+pretrains does it once per seed and every algorithm of that seed starts from that policy (pretraining
+does not depend on the algorithm, so this is what each run would compute itself).
+
+For each setting, algorithm and seed the table reports the final test success rate and mean return
+(``dialog_gym.evaluate``, ``EVAL_EPISODES`` test episodes, sampled actions as the policy was trained),
+and the env steps until the mean return of the training episodes of an update first reaches 90% of
+the oracle's return (``dialog_gym.REFERENCE_SCORES``; train-split episodes, which the task draws as
+it draws the test ones), mean ± std over seeds. ``algorithms_learning_curve.png`` plots those
+training returns.
+
+    python -m benchmarks.algorithms --quick    # the toy setting, 1 seed
+    python -m benchmarks.algorithms            # every setting, 3 seeds: the README's table
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import dialog_gym
+from agents.config import TrainConfig
+from agents.critic_free import ALGORITHMS
+from agents.train import TokenRun
+from benchmarks import record
+
+EVAL_EPISODES = 500
+COLORS = {
+    "ppo": "tab:blue",
+    "grpo": "tab:orange",
+    "dr_grpo": "tab:red",
+    "rloo": "tab:green",
+    "reinforce_pp": "tab:purple",
+}
+
+
+@dataclass(frozen=True)
+class Setting:
+    label: str
+    env: str
+    budget: int  # env steps per run
+    config: dict[str, Any] = field(default_factory=dict)  # TrainConfig fields beyond the defaults
+
+    def train_config(self, algo: str, seed: int) -> TrainConfig:
+        data = {"env": self.env, "algo": algo, "seed": seed, "total_steps": self.budget}
+        return TrainConfig.from_dict(data | {"eval_episodes": EVAL_EPISODES} | self.config)
+
+
+SETTINGS = (
+    # The learning tests' toy setting: vocabulary 8, one-token answers, all 25 questions, from scratch.
+    Setting(
+        "DialogQA-Toy-v0 V8 A1, from scratch",
+        "DialogQA-Toy-v0",
+        40_000,
+        {
+            "env_args": {"vocab_size": 8, "answer_len": 1, "n_questions": 0},
+            "num_envs": 256,
+            "pretrain": False,
+            "ppo": {"ent_coef": 0.05, "kl_coef": 0.0, "learning_rate": 1e-3},
+        },
+    ),
+    # The main job's recipe (pretraining on noisy demonstrations, then RL with the KL leash), a third
+    # of its RL budget.
+    Setting("DialogQA-v0, pretrained", "DialogQA-v0", 100_000),
+)
+
+
+@dataclass
+class Result:
+    setting: str
+    algo: str
+    seed: int
+    curve: list[tuple[int, float]]  # (env steps, mean return of the update's training episodes)
+    success: float
+    mean_return: float
+    seconds: float  # RL wall time, pretraining and the final evaluation left out
+
+    def steps_to(self, target: float) -> int | None:
+        return next((steps for steps, value in self.curve if value >= target), None)
+
+
+def run_setting(setting: Setting, algos: tuple[str, ...], seed: int) -> list[Result]:
+    results = []
+    with tempfile.TemporaryDirectory() as directory:
+        pretrained = None
+        if setting.train_config("ppo", seed).pretrain:
+            first = TokenRun(setting.train_config("ppo", seed), Path(directory) / "pretraining", progress=False)
+            first.start(resume=False)
+            pretrained = first.start_checkpoint
+        for algo in algos:
+            run = TokenRun(setting.train_config(algo, seed), Path(directory) / algo, progress=False)
+            if pretrained is not None:
+                # as a run resumed before its first update: the saved pretrained policy, and it as the reference
+                shutil.copytree(pretrained, run.start_checkpoint)
+            run.start(resume=pretrained is not None)
+            start, curve = time.perf_counter(), []
+            while run.env_steps < setting.budget:
+                row = run.step()
+                curve.append((row["env_steps"], row["return"]))
+            seconds = time.perf_counter() - start
+            scores = run.final_evaluation()[algo]
+            results.append(
+                Result(setting.label, algo, seed, curve, scores["success_rate"], scores["mean_return"], seconds)
+            )
+            print(f"{setting.label} {algo} seed {seed}: success {scores['success_rate']:.3f}", flush=True)
+    return results
+
+
+def spread(values: list[float], digits: int = 3) -> str:
+    if not values:
+        return "-"
+    if len(values) == 1:
+        return f"{values[0]:,.{digits}f}"
+    return f"{statistics.mean(values):,.{digits}f} ± {statistics.stdev(values):,.{digits}f}"
+
+
+def table(results: list[Result], settings: tuple[Setting, ...] = SETTINGS) -> str:
+    lines = [
+        "| setting | algorithm | test success | test return | env steps to 90% of the oracle's return | RL seconds |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    by_label = {s.label: s for s in settings}
+    for label in dict.fromkeys(r.setting for r in results):
+        target = 0.9 * dialog_gym.REFERENCE_SCORES[by_label[label].env]["oracle"]["mean_return"]
+        for algo in ALGORITHMS:
+            group = [r for r in results if r.setting == label and r.algo == algo]
+            if not group:
+                continue
+            reached = [r.steps_to(target) for r in group if r.steps_to(target) is not None]
+            never = "" if len(reached) == len(group) else f" ({len(group) - len(reached)} of {len(group)} never)"
+            lines.append(
+                f"| {label} | {algo} | {spread([r.success for r in group])} | {spread([r.mean_return for r in group])} "
+                f"| {spread(reached, 0)}{never} | {spread([r.seconds for r in group], 0)} |"
+            )
+    return "\n".join(lines)
+
+
+def plot(results: list[Result], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = list(dict.fromkeys(r.setting for r in results))
+    figure, axes = plt.subplots(1, len(labels), figsize=(5 * len(labels), 3.4), squeeze=False)
+    for axis, label in zip(axes[0], labels):
+        for r in [r for r in results if r.setting == label]:
+            steps, returns = zip(*r.curve)
+            axis.plot(steps, returns, color=COLORS[r.algo], alpha=0.7, label=r.algo if r.seed == 0 else None)
+        axis.set_title(label)
+        axis.set_xlabel("env steps")
+        axis.grid(alpha=0.3)
+    axes[0][0].set_ylabel("mean training return")
+    axes[0][0].legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def run(quick: bool = False, seeds: int | None = None, out: Path | None = None) -> str:
+    start = time.perf_counter()
+    settings = SETTINGS[:1] if quick else SETTINGS
+    results: list[Result] = []
+    for setting in settings:
+        for seed in range(seeds or (1 if quick else 3)):
+            results += run_setting(setting, ALGORITHMS, seed)
+    report = table(results)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        plot(results, out / "algorithms_learning_curve.png")
+        data = {"runs": [r.__dict__ for r in results], "eval_episodes": EVAL_EPISODES}
+        record.write("algorithms", data, report, out, quick=quick, wall_seconds=time.perf_counter() - start)
+    return report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="the toy setting, 1 seed")
+    parser.add_argument("--seeds", type=int, help="seeds per setting (default: 3, or 1 with --quick)")
+    parser.add_argument("--out", help="directory for the results files (default: benchmarks/results, or its quick/)")
+    args = parser.parse_args()
+    out = Path(args.out) if args.out else record.default_out(args.quick)
+    print(run(args.quick, args.seeds, out))
+
+
+if __name__ == "__main__":
+    main()
