@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from benchmarks import (
+    algorithms,
     distributed_throughput,
     env_throughput,
     hf_policy_throughput,
@@ -28,6 +29,7 @@ from benchmarks import (
     pretraining_difficulty,
     record,
     sb3_crosscheck,
+    trl_crosscheck,
 )
 
 
@@ -61,6 +63,16 @@ def main(argv: list[str] | None = None) -> Path:
                 + "\n\nLearning curves: sb3_crosscheck.png"
                 + ("" if args.quick else ", sb3_full_table.png")
             ),
+        ),
+        (
+            "Our GRPO against TRL's",
+            f"python -m benchmarks.trl_crosscheck{flag}",
+            lambda: trl_crosscheck.run(args.quick, out=out) + "\n\nLearning curves: trl_crosscheck.png",
+        ),
+        (
+            "PPO against the critic-free trainers",
+            f"python -m benchmarks.algorithms{flag}",
+            lambda: algorithms.run(args.quick, out=out) + "\n\nLearning curves: algorithms_learning_curve.png",
         ),
         (
             "PPO against a learned reward model",

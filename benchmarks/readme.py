@@ -33,6 +33,9 @@ BLOCKS: dict[str, tuple[str, str]] = {
     "sb3_crosscheck.grid": ("sb3_crosscheck.json", "python -m benchmarks.sb3_crosscheck"),
     "sb3_crosscheck.ratios": ("sb3_crosscheck.json", "python -m benchmarks.sb3_crosscheck"),
     "sb3_crosscheck.full": ("sb3_crosscheck.json", "python -m benchmarks.sb3_crosscheck"),
+    "trl_crosscheck.table": ("trl_crosscheck.json", "python -m benchmarks.trl_crosscheck"),
+    "trl_crosscheck.ratios": ("trl_crosscheck.json", "python -m benchmarks.trl_crosscheck"),
+    "algorithms": ("algorithms.json", "python -m benchmarks.algorithms"),
 }
 PATTERN = re.compile(r"<!-- results:(?P<name>[\w.]+) -->\n(?P<body>.*?)\n?<!-- /results -->", re.DOTALL)
 

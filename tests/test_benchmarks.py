@@ -19,6 +19,7 @@ def tiny_gpt2():
 def test_the_suite_writes_results_and_pngs(tmp_path, monkeypatch):
     from benchmarks import __main__ as suite
     from benchmarks import (
+        algorithms,
         distributed_throughput,
         env_throughput,
         hf_policy_throughput,
@@ -26,6 +27,7 @@ def test_the_suite_writes_results_and_pngs(tmp_path, monkeypatch):
         main_job,
         pretraining_difficulty,
         sb3_crosscheck,
+        trl_crosscheck,
     )
 
     # The same code paths as --quick, on grids small enough for the test suite.
@@ -54,6 +56,12 @@ def test_the_suite_writes_results_and_pngs(tmp_path, monkeypatch):
     monkeypatch.setattr(
         distributed_throughput, "measure", lambda k, episodes, total, threads=None: measure(k, 16, 400, threads)
     )
+    crosscheck = trl_crosscheck.run
+    monkeypatch.setattr(trl_crosscheck, "run", lambda quick, out: crosscheck(quick, budget=2000, out=out))
+    toy = algorithms.SETTINGS[0]
+    monkeypatch.setattr(
+        algorithms, "SETTINGS", (algorithms.Setting(toy.label, toy.env, 1024, toy.config | {"eval_episodes": 20}),)
+    )
     report = suite.main(["--quick", "--out", str(tmp_path)]).read_text()
     assert "| 2 processes, 64 episodes each | 1 |" in report and "| GPT-2 small shape, 124M |" in report
     for title in (
@@ -65,13 +73,28 @@ def test_the_suite_writes_results_and_pngs(tmp_path, monkeypatch):
         "How hard is DialogQA-v0",
         "transformers policies",
         "several processes",
+        "Our GRPO against TRL's",
+        "critic-free trainers",
     ):
         assert f"## {title}" in report or title in report
     assert "Machine:" in report
     assert "| V8 A1 | SB3 PPO |" in report and "| V8 A1 | ours, from scratch |" in report
-    for png in ("sb3_crosscheck.png", "main_job_learning_curve.png"):
+    assert "| TRL GRPO |" in report and "| DialogQA-Toy-v0 V8 A1, from scratch | rloo |" in report
+    for png in (
+        "sb3_crosscheck.png",
+        "main_job_learning_curve.png",
+        "trl_crosscheck.png",
+        "algorithms_learning_curve.png",
+    ):
         assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
-    for name in ("main_job", "ppo_throughput", "hf_policy_throughput", "sb3_crosscheck"):
+    for name in (
+        "main_job",
+        "ppo_throughput",
+        "hf_policy_throughput",
+        "sb3_crosscheck",
+        "trl_crosscheck",
+        "algorithms",
+    ):
         stored = json.loads((tmp_path / f"{name}.json").read_text())
         assert stored["quick"] is True and stored["name"] == name and len(stored["git_commit"]) >= 40
         assert stored["markdown"] in report and (tmp_path / f"{name}.md").read_text().endswith(

@@ -2,6 +2,7 @@
 
 import csv
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -230,9 +231,10 @@ def read_metrics(path):
         return [{k: v for k, v in row.items() if k not in TIMING_COLUMNS} for row in csv.DictReader(handle)]
 
 
-def test_a_resumed_grpo_run_continues_exactly(tmp_path):
+@pytest.mark.parametrize("algo", CRITIC_FREE)
+def test_a_resumed_run_continues_exactly(tmp_path, algo):
     config = toy_config(
-        "grpo",
+        algo,
         total_steps=3000,
         num_envs=64,
         eval_episodes=64,
@@ -250,7 +252,7 @@ def test_a_resumed_grpo_run_continues_exactly(tmp_path):
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert read_metrics(tmp_path / "straight") == read_metrics(tmp_path / "resumed")
     assert len(read_metrics(tmp_path / "straight")) >= 8
-    assert straight["grpo"] == resumed["grpo"]
+    assert straight[algo] == resumed[algo]
     assert float(read_metrics(tmp_path / "straight")[-1]["kl"]) > 0  # the leash was measured
 
 
@@ -276,3 +278,29 @@ def test_bad_group_settings_fail_in_one_line(overrides, message):
 def test_a_critic_free_trainer_on_a_generic_env_is_refused(tmp_path):
     with pytest.raises(ValueError, match="needs a dialog_gym token env"):
         train(TrainConfig.from_dict({"env": "CartPole-v1", "algo": "rloo", "num_envs": 8}), tmp_path, progress=False)
+
+
+def test_grpo_trains_a_lora_policy_against_its_base_model(tmp_path):
+    pytest.importorskip("peft")
+    tiny_gpt2 = Path(__file__).resolve().parents[1] / "examples" / "tiny-gpt2"
+    config = toy_config(
+        "grpo",
+        policy=f"hf:{tiny_gpt2}",
+        lora={"rank": 4},
+        num_envs=32,
+        total_steps=1000,
+        pretrain=True,
+        pretraining={"demonstrations": 128, "epochs": 1, "batch_size": 16},
+        ppo={"kl_coef": 0.1, "learning_rate": 1e-2},
+    )
+    run = TokenRun(config, tmp_path, progress=False)
+    run.start(resume=False)
+    before = {name: value.clone() for name, value in run.policy.state_dict().items()}
+    first = run.step()
+    second = run.step()
+    assert first["kl"] == pytest.approx(0.0, abs=1e-4)  # the first rollout is the reference's own
+    assert second["kl"] > 1e-4  # the adapters moved the policy away from the base model
+    after = run.policy.state_dict()
+    changed = [name for name in before if not torch.equal(before[name], after[name])]
+    # GRPO has no value loss, so only the adapters train
+    assert changed and all("lora_" in name for name in changed), changed

@@ -110,10 +110,13 @@ def test_two_gloo_processes_equal_one_process_on_the_concatenated_batch(tmp_path
         )
 
 
-def test_a_resumed_two_process_run_continues_exactly(tmp_path):
+# reinforce_pp normalises advantages over the whole batch, all processes together
+@pytest.mark.parametrize("algo", ["ppo", "grpo", "reinforce_pp"])
+def test_a_resumed_two_process_run_continues_exactly(tmp_path, algo):
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
     pretraining = {"demonstrations": 96, "epochs": 1, "batch_size": 16}  # sharded over the processes too
-    config = {**CONFIG, "checkpoint_every": 1, "pretrain": True, "pretraining": pretraining}
+    config = {**CONFIG, "checkpoint_every": 1, "pretrain": True, "pretraining": pretraining, "algo": algo}
+    config["critic_free"] = {"group_size": 3}
     torchrun("train", straight, config, updates=4)
     torchrun("train", resumed, config, updates=2)
     torchrun("resume", resumed, config, updates=4)

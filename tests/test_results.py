@@ -14,6 +14,7 @@ sys.path.insert(0, str(Path(__file__).parents[1]))
 
 import dialog_gym  # noqa: E402
 from benchmarks import (  # noqa: E402
+    algorithms,
     hf_policy_throughput,
     llm_recipe,
     llm_zero_shot,
@@ -23,6 +24,7 @@ from benchmarks import (  # noqa: E402
     record,
     reference_scores,
     sb3_crosscheck,
+    trl_crosscheck,
 )
 
 README_TEXT = readme.README.read_text()
@@ -91,6 +93,30 @@ def test_the_crosscheck_tables_are_what_its_runs_format_to():
     assert stored["sections"]["ratios"] == sb3_crosscheck.ratios(grid)
     if full:
         assert stored["sections"]["full"] == sb3_crosscheck.table(full)
+
+
+def test_the_trl_crosscheck_tables_are_what_its_runs_format_to():
+    path = record.RESULTS / "trl_crosscheck.json"
+    if not path.exists():
+        pytest.skip("trl_crosscheck.json not written yet (the README block test names the command)")
+    stored = record.read(path)
+    runs = [sb3_crosscheck.Result(**run) for run in stored["data"]["runs"]]
+    for run in runs:
+        run.curve = [tuple(point) for point in run.curve]
+    assert stored["data"]["settings"] == trl_crosscheck.SETTINGS
+    assert stored["sections"]["table"] == trl_crosscheck.table(runs)
+    assert stored["sections"]["ratios"] == trl_crosscheck.ratios(runs)
+
+
+def test_the_algorithms_table_is_what_its_runs_format_to():
+    path = record.RESULTS / "algorithms.json"
+    if not path.exists():
+        pytest.skip("algorithms.json not written yet (the README block test names the command)")
+    stored = record.read(path)
+    runs = [algorithms.Result(**run) for run in stored["data"]["runs"]]
+    for run in runs:
+        run.curve = [tuple(point) for point in run.curve]
+    assert stored["markdown"] == algorithms.table(runs)
 
 
 def test_a_stale_or_quick_block_is_caught(tmp_path):

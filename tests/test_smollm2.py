@@ -85,3 +85,29 @@ def test_one_ppo_update_with_lora_changes_only_the_adapters_and_the_value_head(s
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert changed and all("lora_" in k or k.startswith("value_head") for k in changed), sorted(changed)[:5]
     assert any("lora_" in k for k in changed) and any(k.startswith("value_head") for k in changed)
+
+
+def test_one_grpo_update_with_lora_changes_only_the_adapters(smollm2, tmp_path):
+    config, _, _ = smollm2
+    config = TrainConfig.from_dict(
+        {
+            "env": "DialogQA-v0",
+            "policy": "smollm2",
+            "algo": "grpo",
+            "env_args": config.env_args,
+            "total_steps": 64,
+            "num_envs": 4,
+            "pretrain": False,
+            "lora": {"rank": 4},
+            "ppo": {"num_minibatches": 1, "update_epochs": 1},
+            "critic_free": {"group_size": 2},
+        }
+    )
+    run = TokenRun(config, tmp_path, progress=False)
+    before = {k: v.clone() for k, v in run.policy.state_dict().items()}
+    run.step()
+    after = run.policy.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    # The entropy bonus (ppo.ent_coef 0.01) moves the adapters even when a group's rewards are equal;
+    # GRPO has no value loss, so the value head stays as it was.
+    assert changed and all("lora_" in k for k in changed), sorted(changed)[:5]
