@@ -79,14 +79,20 @@ def test_a_results_files_table_is_what_its_raw_numbers_format_to(name):
     assert FORMATTERS[name](stored["data"]) == stored["markdown"]
 
 
-def test_the_crosscheck_tables_are_what_its_runs_format_to():
-    path = record.RESULTS / "sb3_crosscheck.json"
+def stored_runs(name: str, result_type: type) -> tuple[dict, list]:
+    """A results file and its runs as ``result_type`` (curves as tuples, as the benchmark held them)."""
+    path = record.RESULTS / f"{name}.json"
     if not path.exists():
-        pytest.skip("sb3_crosscheck.json not written yet (the README block test names the command)")
+        pytest.skip(f"{name}.json not written yet (the README block test names the command)")
     stored = record.read(path)
-    runs = [sb3_crosscheck.Result(**run) for run in stored["data"]["runs"]]
+    runs = [result_type(**run) for run in stored["data"]["runs"]]
     for run in runs:
         run.curve = [tuple(point) for point in run.curve]
+    return stored, runs
+
+
+def test_the_crosscheck_tables_are_what_its_runs_format_to():
+    stored, runs = stored_runs("sb3_crosscheck", sb3_crosscheck.Result)
     grid = [run for run in runs if "all 169" not in run.setting]
     full = [run for run in runs if "all 169" in run.setting]
     assert stored["sections"]["grid"] == sb3_crosscheck.table(grid)
@@ -96,26 +102,14 @@ def test_the_crosscheck_tables_are_what_its_runs_format_to():
 
 
 def test_the_trl_crosscheck_tables_are_what_its_runs_format_to():
-    path = record.RESULTS / "trl_crosscheck.json"
-    if not path.exists():
-        pytest.skip("trl_crosscheck.json not written yet (the README block test names the command)")
-    stored = record.read(path)
-    runs = [sb3_crosscheck.Result(**run) for run in stored["data"]["runs"]]
-    for run in runs:
-        run.curve = [tuple(point) for point in run.curve]
+    stored, runs = stored_runs("trl_crosscheck", sb3_crosscheck.Result)
     assert stored["data"]["settings"] == trl_crosscheck.SETTINGS
     assert stored["sections"]["table"] == trl_crosscheck.table(runs)
     assert stored["sections"]["ratios"] == trl_crosscheck.ratios(runs)
 
 
 def test_the_algorithms_table_is_what_its_runs_format_to():
-    path = record.RESULTS / "algorithms.json"
-    if not path.exists():
-        pytest.skip("algorithms.json not written yet (the README block test names the command)")
-    stored = record.read(path)
-    runs = [algorithms.Result(**run) for run in stored["data"]["runs"]]
-    for run in runs:
-        run.curve = [tuple(point) for point in run.curve]
+    stored, runs = stored_runs("algorithms", algorithms.Result)
     assert stored["markdown"] == algorithms.table(runs)
 
 

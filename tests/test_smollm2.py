@@ -64,7 +64,8 @@ def test_its_greedy_answer_to_a_fixed_question(smollm2):
     assert info["dialogue"]["correct"] == 1  # "bedroom" is the keyword: right, but a sentence, not "the bedroom"
 
 
-def test_one_ppo_update_with_lora_changes_only_the_adapters_and_the_value_head(smollm2, tmp_path):
+def changed_by_one_lora_update(smollm2, tmp_path, **settings) -> set[str]:
+    """The parameter names one update of a LoRA SmolLM2 run on DialogQA-v0 changes."""
     config, _, _ = smollm2
     config = TrainConfig.from_dict(
         {
@@ -76,38 +77,24 @@ def test_one_ppo_update_with_lora_changes_only_the_adapters_and_the_value_head(s
             "pretrain": False,
             "lora": {"rank": 4},
             "ppo": {"num_minibatches": 1, "update_epochs": 1},
+            **settings,
         }
     )
     run = TokenRun(config, tmp_path, progress=False)
     before = {k: v.clone() for k, v in run.policy.state_dict().items()}
     run.step()
     after = run.policy.state_dict()
-    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    return {k for k in before if not torch.equal(before[k], after[k])}
+
+
+def test_one_ppo_update_with_lora_changes_only_the_adapters_and_the_value_head(smollm2, tmp_path):
+    changed = changed_by_one_lora_update(smollm2, tmp_path)
     assert changed and all("lora_" in k or k.startswith("value_head") for k in changed), sorted(changed)[:5]
     assert any("lora_" in k for k in changed) and any(k.startswith("value_head") for k in changed)
 
 
 def test_one_grpo_update_with_lora_changes_only_the_adapters(smollm2, tmp_path):
-    config, _, _ = smollm2
-    config = TrainConfig.from_dict(
-        {
-            "env": "DialogQA-v0",
-            "policy": "smollm2",
-            "algo": "grpo",
-            "env_args": config.env_args,
-            "total_steps": 64,
-            "num_envs": 4,
-            "pretrain": False,
-            "lora": {"rank": 4},
-            "ppo": {"num_minibatches": 1, "update_epochs": 1},
-            "critic_free": {"group_size": 2},
-        }
-    )
-    run = TokenRun(config, tmp_path, progress=False)
-    before = {k: v.clone() for k, v in run.policy.state_dict().items()}
-    run.step()
-    after = run.policy.state_dict()
-    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    changed = changed_by_one_lora_update(smollm2, tmp_path, algo="grpo", critic_free={"group_size": 2})
     # The entropy bonus (ppo.ent_coef 0.01) moves the adapters even when a group's rewards are equal;
     # GRPO has no value loss, so the value head stays as it was.
     assert changed and all("lora_" in k for k in changed), sorted(changed)[:5]
