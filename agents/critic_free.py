@@ -283,7 +283,7 @@ def loss_function(
     clip_high = clip_coef if config.clip_coef_high is None else config.clip_coef_high
 
     def loss(new_logprob, entropy, new_value, batch: Batch, total) -> LossTerms:
-        return critic_free_loss(
+        terms = critic_free_loss(
             new_logprob,
             batch.logprobs,
             batch.ref_logprobs,
@@ -298,5 +298,9 @@ def loss_function(
             normaliser=normaliser,
             total=total,
         )
+        # No critic: the value head joins with weight 0, so its gradient is zero rather than missing
+        # (DistributedDataParallel expects a gradient for every parameter, as in pretraining).
+        terms.loss = terms.loss + 0.0 * new_value[batch.loss_mask].sum()
+        return terms
 
     return loss

@@ -90,9 +90,7 @@ class TokenRun:
             from torch.nn.parallel import DistributedDataParallel
 
             device_ids = [self.device.index] if self.device.type == "cuda" else None
-            # The critic-free losses leave the value head without gradients, which DDP must be told.
-            unused = config.algo != "ppo"
-            self.trainable = DistributedDataParallel(self.policy, device_ids=device_ids, find_unused_parameters=unused)
+            self.trainable = DistributedDataParallel(self.policy, device_ids=device_ids)
         # The KL penalty keeps PPO near the pretrained policy; without pretraining there is no
         # policy worth staying near, so beta is 0 (and the KL to the initial policy is still logged).
         # A LoRA policy's reference is its base model with the adapters switched off: no second copy.
