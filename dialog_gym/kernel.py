@@ -30,6 +30,7 @@ from dialog_gym.rewards import (
 from dialog_gym.tasks.base import AdaptiveTask, InteractiveTask, Reply, RewardResolvingTask, Task
 from dialog_gym.tokenizers import SPECIAL_ID_ATTRIBUTES
 
+AnswerState = tuple[int, np.ndarray, np.ndarray, int, int, float]  # turn, window, answer, pos, length, return
 KNOWN_SCORES = 1 << 16  # most answers a one-row kernel remembers the scores of
 AHEAD_BYTES = 64 << 20  # most memory the episodes read ahead from a data set may take
 
@@ -410,6 +411,25 @@ class DialogueKernel:
         self.pos[0] = pos + 1
         self.episode_length[0] = self.episode_length.item() + 1
         return reward
+
+    def save_answer(self) -> AnswerState:
+        """Row 0's state that ``append_token`` changes, for ``restore_answer`` (a turn-level step that
+        fails on its reply's last token takes back the tokens before it)."""
+        turn = self.turn.item()
+        return (
+            turn,
+            self.obs[0].copy(),
+            self.answers[0, turn].copy(),
+            self.pos.item(),
+            self.episode_length.item(),
+            self.episode_return.item(),
+        )
+
+    def restore_answer(self, saved: AnswerState) -> None:
+        """Put back what ``save_answer`` saved (nothing else may have changed since)."""
+        turn, obs, answer, pos, length, episode_return = saved
+        self.obs[0], self.answers[0, turn] = obs, answer
+        self.pos[0], self.episode_length[0], self.episode_return[0] = pos, length, episode_return
 
     def finish_answer(self, token: int) -> AnswerEnd | None:
         """Row 0's step for a token that ends its answer, in scalar operations (a one-row kernel).
