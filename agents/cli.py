@@ -378,6 +378,65 @@ class Envs:
         print(f"\nAn episode of {dialog_gym.ENV_IDS[0]} (seed 0) as the agent first sees it:\n{example.render()}")
 
 
+@dataclass
+class Serve:
+    """Serve an env's turn-level view (one whole reply per step) over HTTP and WebSocket with openenv-core,
+    with a web page at / where a person plays the agent's part. Needs the serve extra."""
+
+    env: str = "DialogQA-v0"
+    """Env id (token-level or -Turn- id)."""
+    env_arg: EnvArgs = ()
+    host: str = "127.0.0.1"
+    """Address to listen on (0.0.0.0 serves other machines too)."""
+    port: int = 8000
+    """Port to listen on."""
+    max_sessions: int = 64
+    """Most sessions held at once, HTTP and WebSocket each."""
+    idle_timeout: float = 600.0
+    """Seconds after which an idle HTTP session may be closed to make room."""
+
+    def run(self) -> None:
+        from agents.serve import serve
+        from dialog_gym.server import create_dialog_app
+
+        app = create_dialog_app(
+            self.env, parse_env_args(self.env_arg), max_sessions=self.max_sessions, idle_timeout_s=self.idle_timeout
+        )
+        serve(app, self.host, self.port)
+
+
+@dataclass
+class Ui:
+    """Chat with a trained policy on its env's test episodes in a web page (let it answer, or answer yourself),
+    and browse the transcripts of its evaluation episodes with their rewards. Needs the serve extra."""
+
+    run_dir: Annotated[Path, tyro.conf.Positional, tyro.conf.arg(metavar="RUN_DIR")]
+    """A training run directory."""
+    host: str = "127.0.0.1"
+    """Address to listen on."""
+    port: int = 8000
+    """Port to listen on."""
+    transcripts: int = 20
+    """Test episodes the policy plays (greedily) at startup for the page's transcripts."""
+    max_sessions: int = 64
+    """Most sessions held at once."""
+
+    def run(self) -> None:
+        from agents.agent import PolicyAgent
+        from agents.build import load_trained_policy
+        from agents.serve import PolicyReplies, serve, transcripts
+        from dialog_gym.server import create_dialog_app
+
+        if self.transcripts < 0:
+            raise ValueError(f"--transcripts must be 0 or more, got {self.transcripts}")
+        policy, config = load_trained_policy(self.run_dir)
+        agent = PolicyReplies(PolicyAgent(policy, greedy=True))
+        env_kwargs = {**config.env_args, "split": "test"}
+        played = transcripts(config.env, env_kwargs, agent, self.transcripts)
+        app = create_dialog_app(config.env, env_kwargs, max_sessions=self.max_sessions, agent=agent, transcripts=played)
+        serve(app, self.host, self.port)
+
+
 COMMANDS: dict[str, type] = {
     "train": Train,
     "evaluate": Evaluate,
@@ -386,6 +445,8 @@ COMMANDS: dict[str, type] = {
     "reward-model": RewardModel,
     "tokenizer": Tokenizer,
     "envs": Envs,
+    "serve": Serve,
+    "ui": Ui,
 }
 
 
@@ -427,7 +488,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     argv = sys.argv[1:] if argv is None else list(argv)
     name = argv[0] if argv else ""
-    errors = (ValueError, TypeError, FileNotFoundError, gym.error.Error, CheckpointError, NonFiniteError)
+    errors = (ValueError, TypeError, FileNotFoundError, ImportError, gym.error.Error, CheckpointError, NonFiniteError)
     try:
         command = parse(argv)
         command.run()
