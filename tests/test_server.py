@@ -291,6 +291,8 @@ def test_dialog_gym_serve_starts_a_server_that_the_openenv_client_plays():
     finally:
         process.terminate()
         process.wait(timeout=30)
+    log = process.stdout.read()
+    assert "serving on http://127.0.0.1" in log and "Traceback" not in log, log  # a closed session logs nothing
 
 
 def test_serve_refuses_an_unknown_env_in_one_line():

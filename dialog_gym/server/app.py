@@ -29,6 +29,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from openenv.core.env_server import create_app
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException
+from starlette.websockets import WebSocketDisconnect
 
 from dialog_gym.server.environment import DialogAction, DialogObservation, DialogServerEnv
 from dialog_gym.server.sessions import SessionNotFound, Sessions, SessionsFull
@@ -54,6 +55,22 @@ class ResetBody(BaseModel):
 class StepBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     action: DialogAction
+
+
+class _QuietDisconnects:
+    """ASGI middleware that drops ``WebSocketDisconnect`` at the end of a WebSocket session: OpenEnv's
+    handler closes the socket after the client has already closed it, which raises that instead of
+    the ``RuntimeError`` it expects, and uvicorn would log a traceback for every session that ends."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        try:
+            await self.app(scope, receive, send)
+        except WebSocketDisconnect:
+            if scope["type"] != "websocket":
+                raise
 
 
 def _response(observation: DialogObservation, **extra: Any) -> dict[str, Any]:
@@ -115,6 +132,7 @@ def create_dialog_app(
 
     app = create_app(make_env, DialogAction, DialogObservation, env_name=probe.env_id, max_concurrent_envs=max_sessions)
     _install_error_handlers(app)
+    app.add_middleware(_QuietDisconnects)
     sessions = Sessions(make_env, max_sessions, idle_timeout_s)
     app.state.sessions = sessions
     page = resources.files("dialog_gym.server").joinpath("page.html").read_text(encoding="utf-8")
