@@ -29,6 +29,7 @@ from benchmarks import (
     pretraining_difficulty,
     record,
     sb3_crosscheck,
+    serve_load,
     trl_crosscheck,
 )
 
@@ -88,6 +89,11 @@ def main(argv: list[str] | None = None) -> Path:
             "transformers policies",
             f"python -m benchmarks.hf_policy_throughput{flag}",
             lambda: hf_policy_throughput.run(args.quick, out=out),
+        ),
+        (
+            "The OpenEnv server under load",
+            f"python -m benchmarks.serve_load{flag}",
+            lambda: serve_load.run(args.quick, out=out),
         ),
         (
             "Training on several processes (torchrun)",

@@ -193,10 +193,15 @@ def server(sessions: int):
         log.close()
 
 
+# Per run: sessions held at once, episodes scripted, and the bounds on each transport's run.
+FULL = {"sessions": 32, "episodes": 2000, "max_requests": 20_000, "max_seconds": 120.0}
+QUICK = {"sessions": 8, "episodes": 80, "max_requests": 600, "max_seconds": 20.0}
+
+
 def measure(quick: bool) -> dict[str, Any]:
-    sessions = 8 if quick else 32
-    max_requests, max_seconds = (600, 20.0) if quick else (20_000, 120.0)
-    n_scripts = 80 if quick else 2000
+    settings = QUICK if quick else FULL
+    sessions, n_scripts = settings["sessions"], settings["episodes"]
+    max_requests, max_seconds = settings["max_requests"], settings["max_seconds"]
     scripts = [script(seed) for seed in range(n_scripts)]
     warm_up = [script(seed) for seed in range(n_scripts, n_scripts + 2 * sessions)]
     baseline = in_process_steps_per_second(scripts[: min(len(scripts), 400)])
@@ -264,7 +269,9 @@ def run(quick: bool = False, out: Path | None = None) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="8 sessions, 600 requests or 20 s per transport")
+    parser.add_argument(
+        "--quick", action="store_true", help="8 sessions, 80 episodes, 600 requests or 20 s per transport"
+    )
     parser.add_argument("--out", help="directory for the results files (default: benchmarks/results, or its quick/)")
     args = parser.parse_args()
     print(run(args.quick, Path(args.out) if args.out else record.default_out(args.quick)))

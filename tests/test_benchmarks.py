@@ -27,6 +27,7 @@ def test_the_suite_writes_results_and_pngs(tmp_path, monkeypatch):
         main_job,
         pretraining_difficulty,
         sb3_crosscheck,
+        serve_load,
         trl_crosscheck,
     )
 
@@ -62,6 +63,7 @@ def test_the_suite_writes_results_and_pngs(tmp_path, monkeypatch):
     monkeypatch.setattr(
         algorithms, "SETTINGS", (algorithms.Setting(toy.label, toy.env, 1024, toy.config | {"eval_episodes": 20}),)
     )
+    monkeypatch.setattr(serve_load, "QUICK", {"sessions": 4, "episodes": 12, "max_requests": 100, "max_seconds": 10.0})
     report = suite.main(["--quick", "--out", str(tmp_path)]).read_text()
     assert "| 2 processes, 64 episodes each | 1 |" in report and "| GPT-2 small shape, 124M |" in report
     for title in (
@@ -75,6 +77,7 @@ def test_the_suite_writes_results_and_pngs(tmp_path, monkeypatch):
         "several processes",
         "Our GRPO against TRL's",
         "critic-free trainers",
+        "OpenEnv server under load",
     ):
         assert f"## {title}" in report or title in report
     assert "Machine:" in report
@@ -94,6 +97,7 @@ def test_the_suite_writes_results_and_pngs(tmp_path, monkeypatch):
         "sb3_crosscheck",
         "trl_crosscheck",
         "algorithms",
+        "serve_load",
     ):
         stored = json.loads((tmp_path / f"{name}.json").read_text())
         assert stored["quick"] is True and stored["name"] == name and len(stored["git_commit"]) >= 40
@@ -105,6 +109,11 @@ def test_the_suite_writes_results_and_pngs(tmp_path, monkeypatch):
     assert all(row["sb3_steps"] == 8 * 256 and row["ours_steps"] > 0 for row in throughput)  # steps actually run
     hf_env = json.loads((tmp_path / "hf_policy_throughput.json").read_text())["data"]["env"]
     assert [row["actions"] for row in hf_env] == ["oracle", "random"]
+    load = json.loads((tmp_path / "serve_load.json").read_text())["data"]["rows"]
+    assert [(row["transport"], row["episodes"], row["leaks"], row["errors"]) for row in load] == [
+        ("websocket", 12, 0, 0),
+        ("http", 12, 0, 0),
+    ]
 
 
 def test_the_crosscheck_resumes_finished_runs_from_its_cache(tmp_path, monkeypatch):

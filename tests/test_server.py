@@ -306,3 +306,18 @@ def test_an_out_of_range_index_is_refused(qa_server):
     with live_server(create_dialog_app("Conversation-v0", {"split": "test"})) as url:
         response = requests.post(url + "/sessions", json={"index": 10**9})
     assert response.status_code == 422 and "index" in response.json()["detail"]
+
+
+def test_the_load_test_counts_an_episode_that_is_not_its_own_as_a_leak():
+    import asyncio
+    import dataclasses
+
+    from benchmarks import serve_load
+
+    scripts = [serve_load.script(seed) for seed in range(4)]
+    scripts[2] = dataclasses.replace(scripts[2], texts=scripts[3].texts)  # expects another seed's dialogue
+    with live_server(create_dialog_app(serve_load.ENV_ID, max_sessions=4)) as url:
+        for transport in ("websocket", "http"):
+            load = asyncio.run(serve_load.drive(transport, url, 2, serve_load.Budget(scripts, 1000, 60.0)))
+            assert (load.episodes, load.leaks, load.errors) == (4, 1, 0)
+            assert len(load.latencies) == sum(len(s.replies) for s in scripts)
