@@ -24,7 +24,7 @@ import torch
 
 from dialog_gym.env import DialogEnv
 from dialog_gym.episodes import Episodes
-from dialog_gym.tasks.base import Task
+from dialog_gym.tasks.base import InteractiveTask, Task
 from dialog_gym.tasks.retokenized import RetokenizedTask
 from dialog_gym.tokenizers import Tokenizer, VocabTokenizer
 
@@ -154,7 +154,7 @@ class ChatSession:
             )
         task = self.env.task
         self.native = task.native if isinstance(task, RetokenizedTask) else task
-        if hasattr(self.native, "respond"):
+        if not self.supports(env):
             raise ValueError(
                 f"chat supports tasks whose user turns are written in advance (DialogQA-style question answering); "
                 f"{type(self.native).__name__} plays the user itself; watch the agent with dialog-gym evaluate instead"
@@ -177,6 +177,14 @@ class ChatSession:
         self.max_answer_tokens = self.env.unwrapped.max_answer_tokens
         self.phrasings = Phrasings(self.native)
         self.open_episode(int(episode))
+
+    @staticmethod
+    def supports(env: gym.Env) -> bool:
+        """Whether a chat can serve ``env``: a dialog_gym token env whose user turns are written in
+        advance (an interactive task plays the user itself)."""
+        task = env.unwrapped.task if isinstance(env.unwrapped, DialogEnv) else None
+        native = task.native if isinstance(task, RetokenizedTask) else task
+        return native is not None and not isinstance(native, InteractiveTask)
 
     # -- episodes and dialogues -----------------------------------------------------------------
 

@@ -424,7 +424,7 @@ class Ui:
     def run(self) -> None:
         from agents.agent import PolicyAgent
         from agents.build import load_trained_policy
-        from agents.serve import PolicyReplies, serve, transcripts
+        from agents.serve import PolicyReplies, chat_factory, serve, transcripts
         from dialog_gym.server import create_dialog_app
 
         if self.transcripts < 0:
@@ -433,7 +433,14 @@ class Ui:
         agent = PolicyReplies(PolicyAgent(policy, greedy=True))
         env_kwargs = {**config.env_args, "split": "test"}
         played = transcripts(config.env, env_kwargs, agent, self.transcripts)
-        app = create_dialog_app(config.env, env_kwargs, max_sessions=self.max_sessions, agent=agent, transcripts=played)
+        app = create_dialog_app(
+            config.env,
+            env_kwargs,
+            max_sessions=self.max_sessions,
+            agent=agent,
+            transcripts=played,
+            chat=chat_factory(policy, config.env, env_kwargs),
+        )
         serve(app, self.host, self.port)
 
 

@@ -8,15 +8,19 @@ in the token-level env. ``transcripts`` plays a run's test episodes with it for 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
+import torch
 
 from agents.agent import PolicyAgent
+from agents.chat import ChatSession
 from dialog_gym.server import DialogServerEnv, play_transcript
 from dialog_gym.turn import DialogTurnEnv
 
-__all__ = ["PolicyReplies", "serve", "transcripts"]
+__all__ = ["PolicyReplies", "chat_factory", "serve", "transcripts"]
 
 
 class PolicyReplies:
@@ -40,6 +44,20 @@ def transcripts(env_id: str, env_kwargs: dict[str, Any], agent: PolicyReplies, e
     """The first ``episodes`` episodes of the env's split, played by ``agent``."""
     env = DialogServerEnv(env_id, env_kwargs)
     return [play_transcript(env, agent, index) for index in range(episodes)]
+
+
+def chat_factory(
+    policy: torch.nn.Module, env_id: str, env_kwargs: dict[str, Any]
+) -> Callable[[int | None, Callable[[str], None]], ChatSession] | None:
+    """``(episode, write) -> ChatSession``: ``dialog-gym chat`` for the page, or None for an env whose
+    user turns the task plays itself (the interactive envs: there the page's episodes are the chat)."""
+    if not ChatSession.supports(gym.make(env_id, **env_kwargs)):
+        return None
+
+    def open_chat(episode: int | None, write: Callable[[str], None]) -> ChatSession:
+        return ChatSession(policy, gym.make(env_id, **env_kwargs), write, episode, seed=0)
+
+    return open_chat
 
 
 def serve(app: Any, host: str, port: int) -> None:

@@ -207,6 +207,8 @@ def test_every_bad_request_gets_a_4xx_with_one_line_and_the_server_keeps_serving
     refused(requests.post(url + "/sessions", json={"seed": -1}), 422, "greater than or equal to 0")
     refused(requests.post(url + "/step", json={"action": {"reply": "jeff"}}), 409, "before reset")
     refused(requests.post(f"{url}/sessions/{session}/agent"), 404, "no agent")
+    refused(requests.post(url + "/chats", json={"episode": 0}), 404, "no chat")
+    refused(requests.post(url + "/chats/0123456789abcdef", json={"line": "hello"}), 404, "no open session")
     # the refused replies changed nothing: the session plays its episode to the end
     replay = gym.make("DialogQA-Turn-v0")
     replay.reset(seed=8)

@@ -160,6 +160,13 @@ def test_a_person_and_the_policy_hold_a_two_turn_conversation_in_the_page(qa_run
         opening = local.reset(options={"index": 1})[0]["text"]
         wait.until(lambda d: d.find_element(By.ID, "transcript").text.startswith(opening[:40]))
         assert "return" in driver.find_element(By.ID, "transcript").text
+        # the person asks the policy the episode's own question, then one of their own, as dialog-gym chat does
+        for line, answers in (("/ask", 1), ("where is the hat ?", 2)):
+            driver.find_element(By.ID, "chat-line").send_keys(line)
+            driver.find_element(By.ID, "chat-send").click()
+            wait.until(lambda d, n=answers: d.find_element(By.ID, "chat-log").text.count("agent:") == n)
+        log = driver.find_element(By.ID, "chat-log").text
+        assert log.startswith(f"Episode {index} of the test split") and "you: where is the hat ?" in log
         shot = tmp_path / "page.png"
         assert driver.save_screenshot(str(shot)) and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         if os.environ.get("DIALOG_GYM_SCREENSHOT"):

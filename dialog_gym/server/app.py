@@ -9,6 +9,9 @@ with these routes added:
 - ``POST /sessions/{id}/reset``, ``POST /sessions/{id}/step`` (body ``{"action": {"reply": ...}}``),
   ``GET /sessions/{id}/state``, ``DELETE /sessions/{id}``;
 - ``POST /sessions/{id}/agent``: the server's agent's reply to the open turn (without sending it);
+- ``POST /chats`` (body ``{"episode": i}``) and ``POST /chats/{id}`` (body ``{"line": "..."}``): a free
+  chat in which the person asks their own questions about a test episode (``dialog-gym chat`` in
+  the page), when the server has a chat to offer;
 - ``GET /transcripts``: episodes the agent played (``dialog-gym ui RUN_DIR`` fills them);
 - ``GET /``: the web page (``page.html``), which uses only the routes above.
 
@@ -19,6 +22,8 @@ bad request never touches another's env.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Protocol
 
@@ -35,13 +40,45 @@ from dialog_gym.server.environment import DialogAction, DialogObservation, Dialo
 from dialog_gym.server.sessions import SessionNotFound, Sessions, SessionsFull
 from dialog_gym.turn import DialogTurnEnv
 
-__all__ = ["ReplyAgent", "create_dialog_app"]
+__all__ = ["ChatFactory", "LineChat", "ReplyAgent", "create_dialog_app"]
 
 
 class ReplyAgent(Protocol):
     """Whatever answers for the agent on the web page: the reply to ``env``'s open turn."""
 
     def __call__(self, env: DialogTurnEnv) -> str | list[int]: ...
+
+
+class LineChat(Protocol):
+    """A chat that answers each line a person types, writing its output lines (``agents.chat.ChatSession``)."""
+
+    def handle(self, line: str) -> bool:
+        """Act on one line; False when the chat is over."""
+        ...
+
+
+ChatFactory = Callable[[int | None, Callable[[str], None]], LineChat]
+"""``(episode, write) -> chat`` about test episode ``episode`` (None: any), writing its lines with ``write``."""
+
+
+@dataclass
+class _Chat:
+    chat: LineChat
+    lines: list[str]  # written since the last request
+
+    def drain(self) -> list[str]:
+        lines, self.lines[:] = list(self.lines), []
+        return lines
+
+
+class ChatOpen(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    episode: int | None = Field(default=None, ge=0)
+
+
+class ChatLine(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    line: str = Field(max_length=2000)
 
 
 class ResetBody(BaseModel):
@@ -121,6 +158,7 @@ def create_dialog_app(
     idle_timeout_s: float = 600.0,
     agent: ReplyAgent | None = None,
     transcripts: list[dict[str, Any]] | None = None,
+    chat: ChatFactory | None = None,
 ) -> FastAPI:
     """The server of ``env_id``'s turn-level env, built with ``env_kwargs``, holding at most
     ``max_sessions`` HTTP sessions and as many WebSocket sessions at once."""
@@ -133,7 +171,8 @@ def create_dialog_app(
     app = create_app(make_env, DialogAction, DialogObservation, env_name=probe.env_id, max_concurrent_envs=max_sessions)
     _install_error_handlers(app)
     app.add_middleware(_QuietDisconnects)
-    sessions = Sessions(make_env, max_sessions, idle_timeout_s)
+    sessions: Sessions[DialogServerEnv] = Sessions(max_sessions, idle_timeout_s)
+    chats: Sessions[_Chat] = Sessions(max_sessions, idle_timeout_s, route="chats")
     app.state.sessions = sessions
     page = resources.files("dialog_gym.server").joinpath("page.html").read_text(encoding="utf-8")
     info = {
@@ -142,6 +181,7 @@ def create_dialog_app(
         "agent": agent is not None,
         "max_answer_tokens": probe.env.max_answer_tokens,
         "transcripts": len(transcripts or []),
+        "chat": chat is not None,
     }
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
@@ -154,10 +194,10 @@ def create_dialog_app(
 
     @app.post("/sessions")
     def open_session(body: ResetBody | None = None) -> dict[str, Any]:
-        session = sessions.open()
+        session = sessions.open(make_env)
         try:
             with session.lock:
-                observation = session.env.reset(**(body or ResetBody()).model_dump())
+                observation = session.item.reset(**(body or ResetBody()).model_dump())
         except BaseException:
             sessions.close(session.id)
             raise
@@ -167,13 +207,13 @@ def create_dialog_app(
     def reset_session(session_id: str, body: ResetBody | None = None) -> dict[str, Any]:
         session = sessions.get(session_id)
         with session.lock:
-            return _response(session.env.reset(**(body or ResetBody()).model_dump()))
+            return _response(session.item.reset(**(body or ResetBody()).model_dump()))
 
     @app.post("/sessions/{session_id}/step")
     def step_session(session_id: str, body: StepBody) -> dict[str, Any]:
         session = sessions.get(session_id)
         with session.lock:
-            return _response(session.env.step(body.action))
+            return _response(session.item.step(body.action))
 
     @app.post("/sessions/{session_id}/agent")
     def agent_reply(session_id: str) -> dict[str, Any]:
@@ -183,8 +223,8 @@ def create_dialog_app(
                 404, "this server has no agent: start it with dialog-gym ui RUN_DIR to chat with a policy"
             )
         with session.lock:
-            env = session.env.env
-            if not session.env.started or session.env.state.done:
+            env = session.item.env
+            if not session.item.started or session.item.state.done:
                 raise gym.error.ResetNeeded("the episode is over; reset the session for a new one")
             reply = agent(env)
             ids = env.tokenizer.encode(reply) if isinstance(reply, str) else [int(i) for i in reply]
@@ -194,12 +234,36 @@ def create_dialog_app(
     def session_state(session_id: str) -> dict[str, Any]:
         session = sessions.get(session_id)
         with session.lock:
-            return session.env.state.model_dump()
+            return session.item.state.model_dump()
 
     @app.delete("/sessions/{session_id}")
     def close_session(session_id: str) -> dict[str, Any]:
         sessions.close(session_id)
         return {"closed": session_id}
+
+    @app.post("/chats")
+    def open_chat(body: ChatOpen | None = None) -> dict[str, Any]:
+        if chat is None:
+            raise HTTPException(404, "this server has no chat: start it with dialog-gym ui RUN_DIR to ask a policy questions")
+        lines: list[str] = []
+        held = _Chat(chat((body or ChatOpen()).episode, lines.append), lines)
+        session = chats.open(lambda: held)
+        return {"chat_id": session.id, "lines": held.drain()}
+
+    @app.post("/chats/{chat_id}")
+    def chat_line(chat_id: str, body: ChatLine) -> dict[str, Any]:
+        session = chats.get(chat_id)
+        with session.lock:
+            going = session.item.chat.handle(body.line)
+            lines = session.item.drain()
+        if not going:
+            chats.close(chat_id)
+        return {"lines": lines, "open": going}
+
+    @app.delete("/chats/{chat_id}")
+    def close_chat(chat_id: str) -> dict[str, Any]:
+        chats.close(chat_id)
+        return {"closed": chat_id}
 
     @app.get("/transcripts")
     def list_transcripts() -> list[dict[str, Any]]:

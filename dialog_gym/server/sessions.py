@@ -1,4 +1,4 @@
-"""Stateful HTTP sessions: each holds its own env behind a lock, up to a bounded number at once.
+"""Stateful HTTP sessions: each holds its own env (or chat) behind a lock, up to a bounded number at once.
 
 OpenEnv's own HTTP ``/reset`` and ``/step`` build a fresh env per request (its WebSocket keeps one
 per connection), so a plain HTTP client or a web page could not hold an episode across requests.
@@ -13,10 +13,11 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-
-from dialog_gym.server.environment import DialogServerEnv
+from typing import Generic, TypeVar
 
 __all__ = ["Session", "SessionNotFound", "Sessions", "SessionsFull"]
+
+T = TypeVar("T")
 
 
 class SessionNotFound(LookupError):
@@ -28,32 +29,32 @@ class SessionsFull(RuntimeError):
 
 
 @dataclass
-class Session:
-    """One client's env; ``lock`` keeps its requests one at a time."""
+class Session(Generic[T]):
+    """What one client holds (an env, a chat); ``lock`` keeps its requests one at a time."""
 
     id: str
-    env: DialogServerEnv
+    item: T
     lock: threading.Lock = field(default_factory=threading.Lock)
     last_used: float = field(default_factory=time.monotonic)
 
 
-class Sessions:
-    """At most ``capacity`` open sessions, each built by ``make_env``."""
+class Sessions(Generic[T]):
+    """At most ``capacity`` open sessions, reached under ``/ROUTE/ID`` (``route`` names them in errors)."""
 
-    def __init__(self, make_env: Callable[[], DialogServerEnv], capacity: int, idle_timeout_s: float) -> None:
+    def __init__(self, capacity: int, idle_timeout_s: float, route: str = "sessions") -> None:
         if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
             raise ValueError(f"the session capacity must be a positive integer, got {capacity!r}")
         if not idle_timeout_s > 0:
             raise ValueError(f"idle_timeout_s must be positive, got {idle_timeout_s!r}")
-        self.make_env, self.capacity, self.idle_timeout_s = make_env, capacity, float(idle_timeout_s)
-        self._sessions: dict[str, Session] = {}
+        self.capacity, self.idle_timeout_s, self.route = capacity, float(idle_timeout_s), route
+        self._sessions: dict[str, Session[T]] = {}
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self._sessions)
 
-    def open(self) -> Session:
-        """A new session with a new env, or ``SessionsFull`` when every slot is in use."""
+    def open(self, make: Callable[[], T]) -> Session[T]:
+        """A new session holding ``make()``, or ``SessionsFull`` when every slot is in use."""
         with self._lock:
             if len(self._sessions) >= self.capacity:
                 now = time.monotonic()
@@ -62,21 +63,21 @@ class Sessions:
                     del self._sessions[session.id]
                 if len(self._sessions) >= self.capacity:
                     raise SessionsFull(
-                        f"all {self.capacity} sessions are in use; close one (DELETE /sessions/ID), wait "
+                        f"all {self.capacity} sessions are in use; close one (DELETE /{self.route}/ID), wait "
                         f"{self.idle_timeout_s:g} s for an idle one to expire, or start the server with a larger "
                         "--max-sessions"
                     )
-            session = Session(secrets.token_hex(8), self.make_env())
+            session = Session(secrets.token_hex(8), make())
             self._sessions[session.id] = session
             return session
 
-    def get(self, session_id: str) -> Session:
+    def get(self, session_id: str) -> Session[T]:
         """The open session ``session_id``, marked as used now."""
         with self._lock:
             session = self._sessions.get(session_id)
             if session is None:
                 raise SessionNotFound(
-                    f"no open session {session_id!r}: open one with POST /sessions (sessions idle for "
+                    f"no open session {session_id!r}: open one with POST /{self.route} (sessions idle for "
                     f"{self.idle_timeout_s:g} s may be closed)"
                 )
             session.last_used = time.monotonic()
