@@ -9,7 +9,7 @@ are the fields of ``TrainConfig`` itself: ``--total-steps``, ``--ppo.clip-coef``
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal, Sequence, Union
 
@@ -17,61 +17,9 @@ import gymnasium as gym
 import tyro
 
 import dialog_gym
+from agents.command_line import EVAL_COLUMNS, EnvArgs, changed_fields, eval_rows, format_table, parse_env_args
 from agents.config import TrainConfig, pick_device
-from agents.validation import parse_scalar
-
-EVAL_COLUMNS = ["agent", "mean_return", "answer_accuracy", "success_rate", "mean_answer_tokens"]
-
-EnvArgs = Annotated[
-    tuple[str, ...],
-    tyro.conf.UseAppendAction,
-    tyro.conf.arg(
-        metavar="KEY=VALUE",
-        help="env constructor argument, repeatable (e.g. --env-arg n_people=2); values are read as YAML scalars",
-    ),
-]
-
-
-def parse_env_args(pairs: Sequence[str]) -> dict[str, Any]:
-    """``["n_people=3", "reward=f1"]`` -> ``{"n_people": 3, "reward": "f1"}`` (values read as YAML scalars)."""
-    out = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise ValueError(f"--env-arg expects KEY=VALUE, got {pair!r}")
-        out[key.strip()] = parse_scalar(value)
-    return out
-
-
-def format_table(rows: list[dict[str, Any]], columns: Sequence[str]) -> str:
-    """A markdown table of ``rows`` (dicts) with the given ``columns``; floats to 3 decimals."""
-
-    def cell(value: Any) -> str:
-        return f"{value:.3f}" if isinstance(value, float) else str(value)
-
-    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
-    lines += ["| " + " | ".join(cell(row.get(c, "")) for c in columns) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def eval_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
-    rows = [{"agent": k, **v} for k, v in results.items() if isinstance(v, dict) and "mean_return" in v]
-    if "demonstrations" in results:
-        rows.append({"agent": "demonstrations", **results["demonstrations"]})
-    return rows
-
-
-def changed_fields(config: Any, default: Any, prefix: str = "") -> list[str]:
-    """The dotted names of the fields where two configs of one dataclass type differ."""
-    changed = []
-    for f in fields(config):
-        mine, theirs = getattr(config, f.name), getattr(default, f.name)
-        if hasattr(mine, "__dataclass_fields__"):
-            changed += changed_fields(mine, theirs, f"{prefix}{f.name}.")
-        elif mine != theirs:
-            changed.append(prefix + f.name)
-    return changed
-
+from agents.serve import Serve, Ui
 
 # -- commands -----------------------------------------------------------------------------------
 
@@ -376,72 +324,6 @@ class Envs:
         example = gym.make(dialog_gym.ENV_IDS[0], render_mode="ansi")
         example.reset(seed=0)
         print(f"\nAn episode of {dialog_gym.ENV_IDS[0]} (seed 0) as the agent first sees it:\n{example.render()}")
-
-
-@dataclass
-class Serve:
-    """Serve an env's turn-level view (one whole reply per step) over HTTP and WebSocket with openenv-core,
-    with a web page at / where a person plays the agent's part. Needs the serve extra."""
-
-    env: str = "DialogQA-v0"
-    """Env id (token-level or -Turn- id)."""
-    env_arg: EnvArgs = ()
-    host: str = "127.0.0.1"
-    """Address to listen on (0.0.0.0 serves other machines too)."""
-    port: int = 8000
-    """Port to listen on."""
-    max_sessions: int = 64
-    """Most sessions held at once, HTTP and WebSocket each."""
-    idle_timeout: float = 600.0
-    """Seconds after which an idle HTTP session may be closed to make room."""
-
-    def run(self) -> None:
-        from agents.serve import serve
-        from dialog_gym.server import create_dialog_app
-
-        app = create_dialog_app(
-            self.env, parse_env_args(self.env_arg), max_sessions=self.max_sessions, idle_timeout_s=self.idle_timeout
-        )
-        serve(app, self.host, self.port)
-
-
-@dataclass
-class Ui:
-    """Chat with a trained policy on its env's test episodes in a web page (let it answer, or answer yourself),
-    and browse the transcripts of its evaluation episodes with their rewards. Needs the serve extra."""
-
-    run_dir: Annotated[Path, tyro.conf.Positional, tyro.conf.arg(metavar="RUN_DIR")]
-    """A training run directory."""
-    host: str = "127.0.0.1"
-    """Address to listen on."""
-    port: int = 8000
-    """Port to listen on."""
-    transcripts: int = 20
-    """Test episodes the policy plays (greedily) at startup for the page's transcripts."""
-    max_sessions: int = 64
-    """Most sessions held at once."""
-
-    def run(self) -> None:
-        from agents.agent import PolicyAgent
-        from agents.build import load_trained_policy
-        from agents.serve import PolicyReplies, chat_factory, serve, transcripts
-        from dialog_gym.server import create_dialog_app
-
-        if self.transcripts < 0:
-            raise ValueError(f"--transcripts must be 0 or more, got {self.transcripts}")
-        policy, config = load_trained_policy(self.run_dir)
-        agent = PolicyReplies(PolicyAgent(policy, greedy=True))
-        env_kwargs = {**config.env_args, "split": "test"}
-        played = transcripts(config.env, env_kwargs, agent, self.transcripts)
-        app = create_dialog_app(
-            config.env,
-            env_kwargs,
-            max_sessions=self.max_sessions,
-            agent=agent,
-            transcripts=played,
-            chat=chat_factory(policy, config.env, env_kwargs),
-        )
-        serve(app, self.host, self.port)
 
 
 COMMANDS: dict[str, type] = {
