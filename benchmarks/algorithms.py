@@ -14,6 +14,7 @@ training returns.
 
     python -m benchmarks.algorithms --quick    # the toy setting, 1 seed
     python -m benchmarks.algorithms            # every setting, 3 seeds: the README's table
+    python -m benchmarks.algorithms --env Tutor-v0   # one setting again, the others' runs kept
 """
 
 from __future__ import annotations
@@ -71,6 +72,17 @@ SETTINGS = (
     # The main job's recipe (pretraining on noisy demonstrations, then RL with the KL leash), a third
     # of its RL budget.
     Setting("DialogQA-v0, pretrained", "DialogQA-v0", 100_000),
+    # The hard half of the suite, each with its reference run's recipe (benchmarks/reference_scores.py)
+    # at half its RL budget.
+    Setting("Tutor-v0, pretrained", "Tutor-v0", 50_000),
+    Setting(
+        "Conversation-v0, pretrained",
+        "Conversation-v0",
+        50_000,
+        {"pretraining": {"demonstrations": 16_000, "epochs": 2}},
+    ),
+    Setting("TwentyQuestions-v0, pretrained", "TwentyQuestions-v0", 50_000),
+    Setting("CustomerService-v0, pretrained", "CustomerService-v0", 50_000),
 )
 
 
@@ -83,6 +95,7 @@ class Result:
     success: float
     mean_return: float
     seconds: float  # RL wall time, pretraining and the final evaluation left out
+    commit: str = ""  # the code that ran it (git rev-parse HEAD)
 
     def steps_to(self, target: float) -> int | None:
         return next((steps for steps, value in self.curve if value >= target), None)
@@ -109,7 +122,16 @@ def run_setting(setting: Setting, algos: tuple[str, ...], seed: int) -> list[Res
             seconds = time.perf_counter() - start
             scores = run.final_evaluation()[algo]
             results.append(
-                Result(setting.label, algo, seed, curve, scores["success_rate"], scores["mean_return"], seconds)
+                Result(
+                    setting.label,
+                    algo,
+                    seed,
+                    curve,
+                    scores["success_rate"],
+                    scores["mean_return"],
+                    seconds,
+                    record.git_commit(),
+                )
             )
             print(f"{setting.label} {algo} seed {seed}: success {scores['success_rate']:.3f}", flush=True)
     return results
@@ -151,28 +173,57 @@ def plot(results: list[Result], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     labels = list(dict.fromkeys(r.setting for r in results))
-    figure, axes = plt.subplots(1, len(labels), figsize=(5 * len(labels), 3.4), squeeze=False)
-    for axis, label in zip(axes[0], labels):
+    columns = min(3, len(labels))
+    rows = -(-len(labels) // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(5 * columns, 3.4 * rows), squeeze=False)
+    for axis in axes.flat[len(labels) :]:
+        axis.set_visible(False)
+    for axis, label in zip(axes.flat, labels):
         for r in [r for r in results if r.setting == label]:
             steps, returns = zip(*r.curve)
             axis.plot(steps, returns, color=COLORS[r.algo], alpha=0.7, label=r.algo if r.seed == 0 else None)
         axis.set_title(label)
         axis.set_xlabel("env steps")
         axis.grid(alpha=0.3)
-    axes[0][0].set_ylabel("mean training return")
+    for row in axes:
+        row[0].set_ylabel("mean training return")
     axes[0][0].legend(fontsize=8)
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)
 
 
-def run(quick: bool = False, seeds: int | None = None, out: Path | None = None) -> str:
+def kept_runs(out: Path, rerun: tuple[str, ...]) -> list[Result]:
+    """The runs of ``out/algorithms.json`` (a full run's) of the settings not in ``rerun``, in ``SETTINGS`` order."""
+    path = out / "algorithms.json"
+    if not path.is_file():
+        return []
+    stored = record.read(path)
+    if stored["quick"]:
+        return []
+    known = [s.label for s in SETTINGS]
+    runs = [
+        Result(**{"commit": stored["git_commit"], **r, "curve": [tuple(p) for p in r["curve"]]})
+        for r in stored["data"]["runs"]
+    ]
+    return [r for r in runs if r.setting in known and r.setting not in rerun]
+
+
+def run(quick: bool = False, seeds: int | None = None, out: Path | None = None, only: tuple[str, ...] = ()) -> str:
+    """Every setting (``only``: just these envs, keeping the other settings' runs from ``out``'s results file)."""
     start = time.perf_counter()
-    settings = SETTINGS[:1] if quick else SETTINGS
+    unknown = sorted(set(only) - {s.env for s in SETTINGS})
+    if unknown:
+        raise ValueError(f"no setting for {unknown}; the settings' envs are {[s.env for s in SETTINGS]}")
+    settings = SETTINGS[:1] if quick else tuple(s for s in SETTINGS if not only or s.env in only)
     results: list[Result] = []
+    if only and out is not None and not quick and seeds is None:
+        results = kept_runs(out, tuple(s.label for s in settings))
     for setting in settings:
         for seed in range(seeds or (1 if quick else 3)):
             results += run_setting(setting, ALGORITHMS, seed)
+    order = [s.label for s in SETTINGS]
+    results.sort(key=lambda r: order.index(r.setting))
     report = table(results)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
@@ -188,10 +239,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="the toy setting, 1 seed")
     parser.add_argument("--seeds", type=int, help="seeds per setting (default: 3, or 1 with --quick)")
+    parser.add_argument(
+        "--env", action="append", default=[], help="run only this env's setting (repeatable); the others' runs are kept"
+    )
     parser.add_argument("--out", help="directory for the results files (default: benchmarks/results, or its quick/)")
     args = parser.parse_args()
     out = Path(args.out) if args.out else record.default_out(args.quick)
-    print(run(args.quick, args.seeds, out))
+    print(run(args.quick, args.seeds, out, tuple(args.env)))
 
 
 if __name__ == "__main__":
