@@ -152,8 +152,8 @@ def make_demonstrations(
             keywords=episodes.keywords[:, t],
             keyword_len=episodes.keyword_len[:, t],
         )
-        scores[:, t] = (kernel.reward_fn if kernel.correct_fn is None else kernel.correct_fn)(batch)
-    correct = (scores >= kernel.success_reward) & live
+        scores[:, t] = kernel.scorer.judge(batch)
+    correct = (scores >= kernel.scorer.success_reward) & live
     return _assemble(episodes, answers, answer_len, live, correct, index, tokenizer)
 
 

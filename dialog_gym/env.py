@@ -52,7 +52,7 @@ class DialogAPI:
     @property
     def reward_name(self) -> str:
         """What scores the answers: a reward name, ``"custom"`` or ``"the task's own"``."""
-        return self.kernel.reward_name
+        return self.kernel.scorer.name
 
     def history(self, row: int = 0) -> np.ndarray:
         """Every token of ``row``'s dialogue so far, oldest first (not cut to ``max_len``)."""

@@ -9,48 +9,20 @@ dialogue as at its start.
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 
 import numpy as np
 
-from dialog_gym.episodes import EpisodeLimits, Episodes
+from dialog_gym.episodes import Episodes
 from dialog_gym.options import EnvOptions
 from dialog_gym.random_streams import episode_index
-from dialog_gym.rewards import (
-    REWARDS,
-    AnswerBatch,
-    BatchReward,
-    Reward,
-    TextReward,
-    judges_correctness,
-    needs_dialogue,
-    resolve_reward,
-)
-from dialog_gym.tasks.base import AdaptiveTask, InteractiveTask, Reply, RewardResolvingTask, Task
+from dialog_gym.rewards import AnswerBatch
+from dialog_gym.scoring import AnswerScorer
+from dialog_gym.sizing import answer_and_window, check_memory, dialogue_len, prefetch_depth
+from dialog_gym.tasks.base import AdaptiveTask, InteractiveTask, Reply, Task
 from dialog_gym.tokenizers import SPECIAL_ID_ATTRIBUTES
 
 AnswerState = tuple[int, np.ndarray, np.ndarray, int, int, float]  # turn, window, answer, pos, length, return
-KNOWN_SCORES = 1 << 16  # most answers a one-row kernel remembers the scores of
-AHEAD_BYTES = 64 << 20  # most memory the episodes read ahead from a data set may take
-
-
-def prefetch_depth(task: Task, split: str, num_envs: int) -> int:
-    """How many upcoming episodes each row keeps ready.
-
-    Making episodes costs a fixed overhead per call (a generated world, a table lookup), so a call
-    should make a few hundred: a single env keeps 256 ready, a vector env 16 per row. Episodes
-    read from a data set can be large, so they take at most ``AHEAD_BYTES``.
-    """
-    depth = max(16, -(-256 // num_envs))
-    if task.num_examples(split) is not None:
-        limits = task.limits
-        per_turn = (
-            limits.max_segment_len + limits.max_reference_len + limits.max_keywords * (limits.max_keyword_len + 1)
-        )
-        episode_bytes = 8 * (limits.max_turns * (per_turn + 2) + 3)
-        depth = max(1, min(depth, AHEAD_BYTES // (num_envs * episode_bytes)))
-    return depth
 
 
 @dataclass
@@ -95,24 +67,6 @@ class AnswerEnd:
     out_of_turns: bool = False
 
 
-MEMORY_BUDGET = 4 << 30
-"""The most bytes of state a kernel allocates; larger settings are refused before any allocation."""
-
-
-def dialogue_len(limits: EpisodeLimits, max_answer_tokens: int) -> int:
-    """Most tokens a whole dialogue can have: every user segment and every answer at its limit."""
-    return limits.max_dialogue_len + limits.max_turns * max_answer_tokens
-
-
-def state_bytes(num_envs: int, limits: EpisodeLimits, max_len: int, max_answer_tokens: int, depth: int) -> int:
-    """Bytes of a kernel's per-row arrays: the window, every answer, and ``depth`` episodes ahead."""
-    t = limits.max_turns
-    keywords = limits.max_keywords * (limits.max_keyword_len + 1)
-    episode = t * (limits.max_segment_len + limits.max_reference_len + keywords + 2) + 3
-    row = max_len + t * (max_answer_tokens + 1) + depth * episode + 16
-    return 8 * num_envs * row
-
-
 class DialogueKernel:
     """State and step logic for ``num_envs`` dialogue episodes of one task and split."""
 
@@ -129,15 +83,15 @@ class DialogueKernel:
             raise ValueError(f"the {split!r} split of this task holds no episode; pick another split or add data")
         self.tokenizer = task.tokenizer
         self.limits = limits = task.limits
-        self.max_answer_tokens, self.max_len = self._sizes(options)
+        self.max_answer_tokens, self.max_len = answer_and_window(task, options)
         # Making episodes costs a fixed overhead per call, so each row keeps ``depth`` upcoming
         # episodes generated ahead (see ``prefetch_depth`` and ``_generate_ahead``).
         self.depth = prefetch_depth(task, split, int(num_envs)) if prefetch is None else prefetch
         n = self.num_envs = int(num_envs)
-        self._check_memory()
-        self._resolve_rewards(task, options.reward)
+        check_memory(n, limits, self.max_len, self.max_answer_tokens, self.depth)
+        self.respond = task.respond if isinstance(task, InteractiveTask) else None
+        self.scorer = AnswerScorer(task, options.reward, options.success_reward)
         self.shaping = float(options.shaping)
-        self.success_reward = float(options.success_reward)
 
         t, pad = limits.max_turns, self.tokenizer.pad_id
         self.rows = np.arange(n)
@@ -173,63 +127,6 @@ class DialogueKernel:
             if token is not None:
                 self.action_mask[token] = False
         self.action_mask.flags.writeable = False
-
-    def _resolve_rewards(self, task: Task, reward: str | TextReward | Reward | None) -> None:
-        """Set ``reward_fn`` (scores answers), ``correct_fn`` (judges them, when the reward does not)
-        and ``respond`` (an interactive task's own scoring, which no reward can replace)."""
-        # An interactive task answers the agent itself (a simulated user): it scores each answer,
-        # writes the user's next turn from it, and says when the dialogue is over.
-        self.respond = task.respond if isinstance(task, InteractiveTask) else None
-        if self.respond is not None and reward is not None:
-            raise ValueError(f"this task scores the agent's turns itself; reward={reward!r} cannot replace its reward")
-        if self.respond is not None:
-            self.reward_name = "the task's own"
-        else:
-            self.reward_name = (
-                reward if isinstance(reward, str) else (task.default_reward if reward is None else "custom")
-            )
-        # A task may score in its own terms (one re-tokenized for a Hugging Face vocabulary reads the
-        # answers' text with its own tokenizer); otherwise rewards read the env's ids.
-        if isinstance(task, RewardResolvingTask):
-            resolve = task.resolve_reward
-        else:
-            resolve = lambda r: resolve_reward(r, task.tokenizer)  # noqa: E731
-        self.reward_fn: BatchReward | Reward = resolve(task.default_reward if reward is None else reward)
-        # A learned reward says nothing about correctness: answers are then judged by the task's own
-        # metric, so the true accuracy is reported next to the learned reward.
-        self.correct_fn = None if judges_correctness(self.reward_fn) else resolve(task.default_reward)
-        self.reward_reads_dialogue = needs_dialogue(self.reward_fn)
-
-    def _sizes(self, options: EnvOptions) -> tuple[int, int]:
-        """``max_answer_tokens`` and ``max_len``: the options' values checked against the task's limits,
-        or the defaults the limits give."""
-        limits, filler = self.limits, len(self.task.filler_ids)
-        needed = limits.max_reference_len + 1
-        answer = needed + filler if options.max_answer_tokens is None else int(options.max_answer_tokens)
-        if answer < needed:
-            raise ValueError(
-                f"max_answer_tokens={answer} is too small: reference answers need up to {needed} tokens with "
-                f"EOS; use max_answer_tokens >= {needed}"
-            )
-        full = dialogue_len(limits, answer)
-        window = full if options.max_len is None else int(options.max_len)
-        shortest = limits.max_question_len + answer
-        if window < shortest:
-            raise ValueError(
-                f"max_len={window} is too short: the longest question with its answer needs {shortest} tokens; "
-                f"use max_len >= {shortest} (the whole dialogue fits in {full})"
-            )
-        return answer, window
-
-    def _check_memory(self) -> None:
-        """Refuse sizes whose state would pass ``MEMORY_BUDGET``, before anything is allocated."""
-        needed = state_bytes(self.num_envs, self.limits, self.max_len, self.max_answer_tokens, self.depth)
-        if needed > MEMORY_BUDGET:
-            raise ValueError(
-                f"{self.num_envs} envs with max_len={self.max_len} and max_answer_tokens={self.max_answer_tokens} "
-                f"over {self.limits.max_turns} turns need {needed / 2**30:.1f} GiB of state, more than the "
-                f"{MEMORY_BUDGET / 2**30:.0f} GiB allowed; use fewer envs, a shorter max_len or max_answer_tokens"
-            )
 
     @property
     def full_dialogue_len(self) -> int:
@@ -620,7 +517,7 @@ class DialogueKernel:
         """The reward of each finished answer and whether it is correct."""
         ahead, slot = self.ahead, self.slot[rows]
         dialogue = None
-        if self.reward_reads_dialogue:  # the observation as it reads once this step's token is in
+        if self.scorer.reads_dialogue:  # the observation as it reads once this step's token is in
             dialogue = np.concatenate([self.obs[rows, 1:], actions[rows, None]], axis=1)
         batch = AnswerBatch(
             response=response,
@@ -632,22 +529,17 @@ class DialogueKernel:
             keyword_len=ahead.keyword_len[slot, turn],
             dialogue=dialogue,
         )
-        scores = np.asarray(self.reward_fn(batch), dtype=np.float64)
-        judge = scores if self.correct_fn is None else np.asarray(self.correct_fn(batch), dtype=np.float64)
-        return scores, judge >= self.success_reward
+        return self.scorer.score(batch)
 
     def _score_one(
         self, slot: int, turn: int, response: np.ndarray, length: int, ended: bool, token: int
     ) -> tuple[float, bool]:
-        """``_score`` for one answer (``response`` (1, A)), with episode arrays sliced rather than gathered.
-
-        A built-in reward is a pure function of the answer and its reference, so its scores are
-        remembered: a single env that meets the same answer to the same question again (an agent
-        that has learned, or the oracle) does not call numpy again.
-        """
+        """``_score`` for one answer (``response`` (1, A)), with episode arrays sliced rather than gathered;
+        a pure reward's scores are remembered, so a single env that meets the same answer to the same
+        question again (an agent that has learned, or the oracle) does not call numpy again."""
         ahead = self.ahead
         key = None
-        if self.reward_is_pure:
+        if self.scorer.is_pure:
             key = (
                 response[0, :length].tobytes(),
                 ended,
@@ -655,40 +547,23 @@ class DialogueKernel:
                 ahead.keywords[slot, turn].tobytes(),
                 ahead.keyword_len[slot, turn].tobytes(),
             )
-            known = self.known_scores.get(key)
-            if known is not None:
-                return known
-        dialogue = None
-        if self.reward_reads_dialogue:
-            dialogue = np.concatenate([self.obs[0:1, 1:], np.array([[token]])], axis=1)
-        batch = AnswerBatch(
-            response=response,
-            response_len=np.array([length]),
-            ended=np.array([ended]),
-            reference=ahead.references[slot, turn : turn + 1],
-            reference_len=ahead.reference_len[slot, turn : turn + 1],
-            keywords=ahead.keywords[slot, turn : turn + 1],
-            keyword_len=ahead.keyword_len[slot, turn : turn + 1],
-            dialogue=dialogue,
-        )
-        score = float(np.asarray(self.reward_fn(batch), dtype=np.float64)[0])
-        judge = score if self.correct_fn is None else float(np.asarray(self.correct_fn(batch), dtype=np.float64)[0])
-        result = (score, judge >= self.success_reward)
-        if key is not None:
-            if len(self.known_scores) >= KNOWN_SCORES:
-                self.known_scores.clear()
-            self.known_scores[key] = result
-        return result
 
-    @functools.cached_property
-    def reward_is_pure(self) -> bool:
-        """The reward is a built-in one, a function of the answer and its reference only."""
-        return self.correct_fn is None and any(self.reward_fn is fn for fn in REWARDS.values())
+        def batch() -> AnswerBatch:
+            dialogue = None
+            if self.scorer.reads_dialogue:
+                dialogue = np.concatenate([self.obs[0:1, 1:], np.array([[token]])], axis=1)
+            return AnswerBatch(
+                response=response,
+                response_len=np.array([length]),
+                ended=np.array([ended]),
+                reference=ahead.references[slot, turn : turn + 1],
+                reference_len=ahead.reference_len[slot, turn : turn + 1],
+                keywords=ahead.keywords[slot, turn : turn + 1],
+                keyword_len=ahead.keyword_len[slot, turn : turn + 1],
+                dialogue=dialogue,
+            )
 
-    @functools.cached_property
-    def known_scores(self) -> dict[tuple, tuple[float, bool]]:
-        """Scores of answers already judged by ``_score_one``, for a pure reward."""
-        return {}
+        return self.scorer.score_one(batch, key)
 
     # -- what the envs report -------------------------------------------------------------------
 

@@ -11,8 +11,8 @@ import pytest
 
 import dialog_gym
 from dialog_gym import DialogEnv, DialogVectorEnv, EnvOptions
-from dialog_gym.kernel import MEMORY_BUDGET
 from dialog_gym.options import MAX_ANSWER_TOKENS, MAX_WINDOW
+from dialog_gym.sizing import MEMORY_BUDGET
 from dialog_gym.tasks.toy import ToyLookupTask
 
 

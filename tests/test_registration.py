@@ -169,7 +169,7 @@ def test_a_prefix_registered_at_run_time_builds_the_reward():
     assert terminated and reward == 30.0 and env.unwrapped.reward_name == "length:10"
     # The plugin judges nothing, so the task's own reward says the expert's answer is right.
     assert info["answer_correct"] is True
-    reward_fn = env.unwrapped.kernel.reward_fn
+    reward_fn = env.unwrapped.kernel.scorer.reward_fn
     assert isinstance(reward_fn, Reward) and reward_fn.dialogues[0].shape == (1, env.unwrapped.max_len)
 
 
