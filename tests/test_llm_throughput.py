@@ -1,0 +1,22 @@
+"""The real-model speed and memory benchmark, run end to end on the tiny GGUF chat model."""
+
+import math
+
+import pytest
+
+from agents.pretrained import CACHE_VARIABLE
+from benchmarks import llm_throughput
+
+
+@pytest.mark.slow  # two training processes besides the timed parts
+def test_the_llm_throughput_benchmark_measures_both_sides_of_each_ratio(tiny_gguf, tmp_path, monkeypatch):
+    monkeypatch.setenv(CACHE_VARIABLE, str(tmp_path / "cache"))  # the memory runs' processes convert it there
+    data = llm_throughput.measure(quick=True, spec=str(tiny_gguf))
+    rollout = data["rollout"]
+    for side in ("cached", "uncached"):
+        assert rollout[side]["steps"] >= data["episodes"] and rollout[side]["seconds"] > 0
+    rates = [*data["update_tokens_per_second"].values(), *data["peak_memory_mib"].values()]
+    assert all(math.isfinite(r) and r > 0 for r in rates)
+    table = llm_throughput.table(data)
+    assert "| rollout agent tokens/s: without the KV cache -> with it |" in table
+    assert "| PPO update tokens/s: full fine-tuning -> LoRA rank 16 |" in table
