@@ -31,7 +31,6 @@ BLOCKS: dict[str, tuple[str, str]] = {
     "llm_zero_shot": ("llm_zero_shot.json", "python -m benchmarks.llm_zero_shot"),
     "llm_recipe": ("llm_recipe.json", "python -m benchmarks.llm_recipe"),
     "serve_load": ("serve_load.json", "python -m benchmarks.serve_load"),
-    "llm_throughput": ("llm_throughput.json", "python -m benchmarks.llm_throughput"),
     "sb3_crosscheck.grid": ("sb3_crosscheck.json", "python -m benchmarks.sb3_crosscheck"),
     "sb3_crosscheck.ratios": ("sb3_crosscheck.json", "python -m benchmarks.sb3_crosscheck"),
     "sb3_crosscheck.full": ("sb3_crosscheck.json", "python -m benchmarks.sb3_crosscheck"),
