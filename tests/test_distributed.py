@@ -111,6 +111,7 @@ def test_two_gloo_processes_equal_one_process_on_the_concatenated_batch(tmp_path
 
 
 # reinforce_pp normalises advantages over the whole batch, all processes together
+@pytest.mark.slow  # three pairs of two-process runs
 @pytest.mark.parametrize("algo", ["ppo", "grpo", "reinforce_pp"])
 def test_a_resumed_two_process_run_continues_exactly(tmp_path, algo):
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"

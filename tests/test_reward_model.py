@@ -176,6 +176,7 @@ def test_preference_files_with_a_bom_load_and_bad_bytes_are_named(tmp_path):
         read_preferences(str(bad), tokenizer)
 
 
+@pytest.mark.slow  # trains a reward model, then a policy against it
 def test_ppo_against_a_learned_reward_raises_the_true_accuracy(tmp_path):
     """The RLHF loop end to end on DialogQA-v0: preferences -> reward model -> PPO, judged by the task's metric."""
     from agents.train import TrainConfig, train

