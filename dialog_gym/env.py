@@ -10,8 +10,9 @@ import numpy as np
 from gymnasium import spaces
 
 from dialog_gym.demonstrations import Demonstrations, Preferences, make_demonstrations, task_preferences
-from dialog_gym.kernel import AnswerEnd, DialogueKernel
+from dialog_gym.kernel import DialogueKernel
 from dialog_gym.options import RENDER_MODES, EnvOptions, UnsupportedRenderMode
+from dialog_gym.single_kernel import AnswerEnd, SingleKernel
 from dialog_gym.tasks.base import Task
 
 __all__ = ["DialogAPI", "DialogEnv", "RENDER_MODES", "UnsupportedRenderMode", "check_action", "reset_index"]
@@ -143,7 +144,7 @@ class DialogEnv(gym.Env, DialogAPI):
 
     def __init__(self, task: Task, options: EnvOptions | None = None, **settings: Any) -> None:
         """``options`` (default ``EnvOptions()``) with ``settings`` (``split=``, ``reward=``, ...) replacing its fields."""
-        self.kernel = DialogueKernel(task, 1, EnvOptions.build(options, **settings))
+        self.kernel = SingleKernel(task, EnvOptions.build(options, **settings))
         self.task = task
         self.tokenizer = task.tokenizer
         self.render_mode = self.options.render_mode

@@ -1,7 +1,8 @@
 """The step kernel: N dialogue episodes advanced together with numpy.
 
-``DialogEnv`` runs it with N == 1 and ``DialogVectorEnv`` with N rows, so a single env and a row of
-the vector env follow the same code and give the same episodes for the same seed. Per step the
+``DialogVectorEnv`` runs it with N rows and ``DialogEnv`` with one (``SingleKernel``, which adds
+scalar paths for its common steps), so a single env and a row of the vector env give the same
+episodes for the same seed. Which episode each row plays is ``EpisodeStreams``' job. Per step the
 work is a fixed number of array operations over N rows: appending a token shifts a window of
 ``max_len`` ids, and only finished answers are scored, so a step costs the same late in a long
 dialogue as at its start.
@@ -13,16 +14,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from dialog_gym.episode_streams import EpisodeStreams
 from dialog_gym.episodes import Episodes
 from dialog_gym.options import EnvOptions
-from dialog_gym.random_streams import episode_index
 from dialog_gym.rewards import AnswerBatch
 from dialog_gym.scoring import AnswerScorer
 from dialog_gym.sizing import answer_and_window, check_memory, dialogue_len, prefetch_depth
 from dialog_gym.tasks.base import AdaptiveTask, InteractiveTask, Reply, Task
 from dialog_gym.tokenizers import SPECIAL_ID_ATTRIBUTES
-
-AnswerState = tuple[int, np.ndarray, np.ndarray, int, int, float]  # turn, window, answer, pos, length, return
 
 
 @dataclass
@@ -55,18 +54,6 @@ class FinishedAnswers:
     new_curriculum: bool  # an adaptive task changed: episodes generated ahead must be made again
 
 
-@dataclass(slots=True)
-class AnswerEnd:
-    """What a one-row kernel's step that ends an answer produced, as Python scalars."""
-
-    reward: float  # the step's reward (the answer's score, plus shaping)
-    score: float  # the answer's reward
-    correct: bool
-    terminated: bool
-    truncated: bool
-    out_of_turns: bool = False
-
-
 class DialogueKernel:
     """State and step logic for ``num_envs`` dialogue episodes of one task and split."""
 
@@ -84,8 +71,7 @@ class DialogueKernel:
         self.tokenizer = task.tokenizer
         self.limits = limits = task.limits
         self.max_answer_tokens, self.max_len = answer_and_window(task, options)
-        # Making episodes costs a fixed overhead per call, so each row keeps ``depth`` upcoming
-        # episodes generated ahead (see ``prefetch_depth`` and ``_generate_ahead``).
+        # Each row keeps ``depth`` upcoming episodes generated ahead (see ``EpisodeStreams``).
         self.depth = prefetch_depth(task, split, int(num_envs)) if prefetch is None else prefetch
         n = self.num_envs = int(num_envs)
         check_memory(n, limits, self.max_len, self.max_answer_tokens, self.depth)
@@ -108,13 +94,9 @@ class DialogueKernel:
         self.answer_tokens = np.zeros(n, np.int64)  # answer tokens over the episode, EOS not counted
         self.done = np.ones(n, bool)  # the row's episode is over (or never started)
 
-        # Episode streams: row r plays episodes episode_index(key[r], 0), (key[r], 1), ..., generated
-        # ahead for all rows at once when one row runs out.
-        self.key = np.zeros(n, np.uint64)
-        self.counter = np.zeros(n, np.int64)  # the stream position of the row's next episode
-        self.ahead = Episodes.empty(n * self.depth, limits, pad)  # row r's episode c sits at r * depth + c % depth
-        self.ready_until = np.zeros(n, np.int64)  # stream positions below this are generated
-        self.slot = np.arange(n) * self.depth  # where each row's current episode sits in ``ahead``
+        self.streams = EpisodeStreams(task, split, n, self.depth, limits, pad)
+        # Read on every step: the episodes generated ahead, and where each row's current one sits.
+        self.ahead, self.slot = self.streams.ahead, self.streams.slot
 
         # A task that adapts to the agent (a curriculum) sees every finished answer's result and its
         # episode's tag while training; when it changes, the episodes generated ahead but not yet
@@ -139,46 +121,22 @@ class DialogueKernel:
         """Restart the episode streams of ``rows`` from the given 64-bit keys."""
         if self.observe_answers is not None:
             self.task.restart()
-        self.key[rows] = keys
-        self.counter[rows] = 0
-        self.ready_until[rows] = 0
-
-    def copy_streams(self, rows: np.ndarray, sources: np.ndarray) -> None:
-        """Make each of ``rows`` continue the episode stream of the matching row of ``sources``, from the
-        position that row plays next (its episodes generated ahead are made again for the copy)."""
-        self.key[rows] = self.key[sources]
-        self.counter[rows] = self.counter[sources]
-        self.ready_until[rows] = np.where(rows == sources, self.ready_until[rows], 0)
+        self.streams.seed(rows, keys)
 
     def reset_rows(self, rows: np.ndarray, index: np.ndarray | None = None) -> None:
         """Start the next episode of each row's stream (or the episodes ``index`` of the split)."""
         if index is None:
-            self._prefetch(rows)
+            self.streams.prefetch(rows)
             self._start(rows)
         else:
-            # An explicit episode takes the place of the stream's next one: that position counts as
-            # played, and the episodes generated after it are made again when next needed.
             self._start(rows, self.task.episodes(self.split, np.asarray(index, np.uint64)))
-
-    def _prefetch(self, rows: np.ndarray) -> None:
-        """Make sure the next episode of each of ``rows`` is generated (this is where a task can fail)."""
-        if len(rows) == 1:
-            if self.counter[rows[0]] >= self.ready_until[rows[0]]:
-                self._generate_ahead(rows)
-        elif (self.counter[rows] >= self.ready_until[rows]).any():
-            self._generate_ahead(rows)
 
     def _start(self, rows: np.ndarray, episodes: Episodes | None = None) -> None:
         """Begin the episode at each row's stream position (``episodes``, if given, replace it); cannot fail."""
         if len(rows) == 1 and episodes is None:
             self._start_one(int(rows[0]))
             return
-        position = self.counter[rows]
-        self.slot[rows] = rows * self.depth + position % self.depth
-        if episodes is not None:
-            self.ahead.put(self.slot[rows], episodes)
-            self.ready_until[rows] = position + 1
-        self.counter[rows] += 1
+        self.streams.advance(rows, episodes)
         pad = self.tokenizer.pad_id
         self.obs[rows] = pad
         self.answers[rows] = pad
@@ -190,9 +148,7 @@ class DialogueKernel:
 
     def _start_one(self, row: int) -> None:
         """``_start`` of one row from its stream, in scalar writes instead of index arrays."""
-        position = self.counter.item(row)
-        self.slot[row] = row * self.depth + position % self.depth
-        self.counter[row] = position + 1
+        self.streams.advance_one(row)
         pad = self.tokenizer.pad_id
         self.obs[row] = pad
         self.answers[row] = pad
@@ -215,22 +171,6 @@ class DialogueKernel:
             self.answer_tokens,
             self.success,
         )
-
-    def _generate_ahead(self, starting: np.ndarray) -> None:
-        """Fill every row's queue up to ``depth`` episodes, counting the one it plays now.
-
-        ``starting`` rows are about to play stream position ``counter``; the others are playing
-        ``counter - 1``, whose slot must not be overwritten.
-        """
-        first_kept = self.counter - 1
-        first_kept[starting] += 1
-        start = np.maximum(self.ready_until, first_kept)
-        count = np.maximum(first_kept + self.depth - start, 0)
-        owner = np.repeat(self.rows, count)
-        position = start[owner] + np.arange(len(owner)) - np.repeat(np.cumsum(count) - count, count)
-        index = episode_index(self.key[owner], position.astype(np.uint64))
-        self.ahead.put(owner * self.depth + position % self.depth, self.task.episodes(self.split, index))
-        self.ready_until = np.maximum(self.ready_until, first_kept + self.depth)
 
     def _append_segments(self, rows: np.ndarray, fresh: bool = False) -> None:
         """Append user segment ``turn`` to the observation window of each row, dropping the oldest ids
@@ -282,99 +222,6 @@ class DialogueKernel:
         next_token = self.ahead.references.reshape(-1)[answer * width + np.minimum(self.pos, width - 1)]
         return np.where(self.pos < self.ahead.reference_len.reshape(-1)[answer], next_token, self.tokenizer.eos_id)
 
-    def append_token(self, token: int) -> float | None:
-        """Row 0's step for a token inside an answer, in scalar operations (a one-row kernel's fast path).
-
-        Returns the step's reward, or None, having changed nothing, when the token ends the
-        answer (EOS or the token limit) or the row's episode is over: ``step`` then takes the
-        token. For a token inside an answer both do the same to the state.
-        """
-        pos = self.pos.item()
-        if token == self.tokenizer.eos_id or pos + 1 >= self.max_answer_tokens or self.done.item(0):
-            return None
-        turn = self.turn.item()
-        reward = 0.0
-        if self.shaping:
-            slot = self.slot.item()
-            reference_len = int(self.ahead.reference_len[slot, turn])
-            share = self.shaping / (reference_len + 1)
-            expert = self.ahead.references[slot, turn, pos] if pos < reference_len else self.tokenizer.eos_id
-            reward = share if token == expert else -share
-            self.episode_return[0] += reward
-        window = self.obs[0]
-        window[:-1] = window[1:]
-        window[-1] = token
-        self.answers[0, turn, pos] = token
-        self.pos[0] = pos + 1
-        self.episode_length[0] = self.episode_length.item() + 1
-        return reward
-
-    def save_answer(self) -> AnswerState:
-        """Row 0's state that ``append_token`` changes, for ``restore_answer`` (a turn-level step that
-        fails on its reply's last token takes back the tokens before it)."""
-        turn = self.turn.item()
-        return (
-            turn,
-            self.obs[0].copy(),
-            self.answers[0, turn].copy(),
-            self.pos.item(),
-            self.episode_length.item(),
-            self.episode_return.item(),
-        )
-
-    def restore_answer(self, saved: AnswerState) -> None:
-        """Put back what ``save_answer`` saved (nothing else may have changed since)."""
-        turn, obs, answer, pos, length, episode_return = saved
-        self.obs[0], self.answers[0, turn] = obs, answer
-        self.pos[0], self.episode_length[0], self.episode_return[0] = pos, length, episode_return
-
-    def finish_answer(self, token: int) -> AnswerEnd | None:
-        """Row 0's step for a token that ends its answer, in scalar operations (a one-row kernel).
-
-        Tasks that reply to the agent themselves take ``step`` instead: this returns None for
-        them, having changed nothing. Like ``step``, it judges the answer before changing state.
-        """
-        pos, turn, slot = self.pos.item(), self.turn.item(), self.slot.item()
-        ended = token == self.tokenizer.eos_id
-        if self.respond is not None or self.done[0] or not (ended or pos + 1 >= self.max_answer_tokens):
-            return None
-        column = min(pos, self.max_answer_tokens - 1)
-        length = pos + 1 - ended  # the answer's tokens, EOS not counted
-        response = self.answers[0:1, turn].copy()  # (1, A)
-        response[0, column] = token
-        score, correct = self._score_one(slot, turn, response, length, ended, token)
-        last = turn == self.ahead.n_turns.item(slot) - 1
-        if self.observe_answers is not None and self.observe_answers(
-            np.array([correct]), self.ahead.tag[slot : slot + 1]
-        ):
-            self.ready_until = np.minimum(self.ready_until, self.counter)
-
-        # From here on nothing can fail.
-        reward = 0.0
-        if self.shaping:
-            reference_len = self.ahead.reference_len.item(slot, turn)
-            share = self.shaping / (reference_len + 1)
-            expert = self.ahead.references.item(slot, turn, pos) if pos < reference_len else self.tokenizer.eos_id
-            reward = share if token == expert else -share
-        reward += score
-        window = self.obs[0]
-        window[:-1] = window[1:]
-        window[-1] = token
-        self.answers[0, turn, column] = token
-        self.pos[0] = pos + 1
-        self.episode_length[0] += 1
-        self.answer_len[0, turn] = pos + 1
-        self.answers_given[0] += 1
-        self.answers_correct[0] += correct
-        self.answer_tokens[0] += length
-        if ended and not last:
-            self.turn[0] = turn + 1
-            self.pos[0] = 0
-            self._append_segment_one(0)
-        self.done[0] = (ended and last) or not ended  # terminated, or truncated at the token limit
-        self.episode_return[0] += reward
-        return AnswerEnd(reward, score, correct, ended and last, not ended)
-
     def step(self, actions: np.ndarray) -> StepOutcome:
         """Append one token per row; rows whose episode was over start a new one instead.
 
@@ -395,10 +242,10 @@ class DialogueKernel:
         finished = self._judge(np.flatnonzero(answer_done), actions, ended) if answer_done.any() else None
         if finished is not None and finished.new_curriculum:
             # Episodes generated ahead at the old difficulty are made again (unobservable if a later step fails).
-            self.ready_until = np.minimum(self.ready_until, self.counter)
+            self.streams.forget_ahead()
         starting = np.flatnonzero(resetting) if resetting.any() else None
         if starting is not None:
-            self._prefetch(starting)
+            self.streams.prefetch(starting)
 
         # From here on nothing can fail.
         reward = np.zeros(n)
@@ -531,40 +378,6 @@ class DialogueKernel:
         )
         return self.scorer.score(batch)
 
-    def _score_one(
-        self, slot: int, turn: int, response: np.ndarray, length: int, ended: bool, token: int
-    ) -> tuple[float, bool]:
-        """``_score`` for one answer (``response`` (1, A)), with episode arrays sliced rather than gathered;
-        a pure reward's scores are remembered, so a single env that meets the same answer to the same
-        question again (an agent that has learned, or the oracle) does not call numpy again."""
-        ahead = self.ahead
-        key = None
-        if self.scorer.is_pure:
-            key = (
-                response[0, :length].tobytes(),
-                ended,
-                ahead.references[slot, turn, : ahead.reference_len.item(slot, turn)].tobytes(),
-                ahead.keywords[slot, turn].tobytes(),
-                ahead.keyword_len[slot, turn].tobytes(),
-            )
-
-        def batch() -> AnswerBatch:
-            dialogue = None
-            if self.scorer.reads_dialogue:
-                dialogue = np.concatenate([self.obs[0:1, 1:], np.array([[token]])], axis=1)
-            return AnswerBatch(
-                response=response,
-                response_len=np.array([length]),
-                ended=np.array([ended]),
-                reference=ahead.references[slot, turn : turn + 1],
-                reference_len=ahead.reference_len[slot, turn : turn + 1],
-                keywords=ahead.keywords[slot, turn : turn + 1],
-                keyword_len=ahead.keyword_len[slot, turn : turn + 1],
-                dialogue=dialogue,
-            )
-
-        return self.scorer.score_one(batch, key)
-
     # -- what the envs report -------------------------------------------------------------------
 
     def episode_stats(self, rows: np.ndarray | slice) -> dict[str, np.ndarray]:
@@ -578,24 +391,6 @@ class DialogueKernel:
             "questions": questions,
             "success": self.answers_correct[rows] == questions if self.respond is None else self.success[rows],
             "answer_tokens": self.answer_tokens[rows],
-        }
-
-    def row_stats(self, row: int) -> dict[str, float | int | bool]:
-        """``episode_stats`` of one row as Python scalars."""
-        answers, correct = self.answers_given.item(row), self.answers_correct.item(row)
-        if self.respond is None:
-            questions = int(self.ahead.n_turns[self.slot.item(row)])
-            success = correct == questions
-        else:
-            questions, success = answers, self.success.item(row)
-        return {
-            "return": self.episode_return.item(row),
-            "length": self.episode_length.item(row),
-            "answers": answers,
-            "correct": correct,
-            "questions": questions,
-            "success": success,
-            "answer_tokens": self.answer_tokens.item(row),
         }
 
     def agent_tokens(self) -> np.ndarray:

@@ -80,7 +80,7 @@ class DialogVectorEnv(VectorEnv, DialogAPI):
             seeds = _row_seeds(seed, self.num_envs)
             self.kernel.seed_rows(rows, np.array([seeding.np_random(s)[0].integers(2**63) for s in seeds], np.uint64))
         if group > 1 and seed is None:
-            self.kernel.copy_streams(rows, rows - rows % group)
+            self.kernel.streams.copy(rows, rows - rows % group)
         self.kernel.reset_rows(rows, index)
         self._started = True
         return self.kernel.obs.copy(), self._info(None)

@@ -7,7 +7,8 @@ import pytest
 import dialog_gym  # noqa: F401
 
 STATE = ("obs", "answers", "turn", "pos", "episode_return", "episode_length", "answer_len", "answers_given")
-STATE += ("answers_correct", "answer_tokens", "success", "done", "counter", "slot")
+STATE += ("answers_correct", "answer_tokens", "success", "done")
+STREAMS = ("counter", "slot")  # which episode each row plays
 
 
 class FailsOnce:
@@ -25,11 +26,12 @@ class FailsOnce:
 
 def snapshot(env) -> dict[str, np.ndarray]:
     kernel = env.unwrapped.kernel
-    return {name: getattr(kernel, name).copy() for name in STATE}
+    state = {name: getattr(kernel, name).copy() for name in STATE}
+    return state | {name: getattr(kernel.streams, name).copy() for name in STREAMS}
 
 
 def assert_same_state(before: dict, after: dict) -> None:
-    for name in STATE:
+    for name in STATE + STREAMS:
         assert np.array_equal(before[name], after[name]), name
 
 
