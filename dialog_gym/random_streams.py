@@ -50,3 +50,35 @@ def hash_rows(values: np.ndarray) -> np.ndarray:
     values = np.asarray(values).reshape(len(values), -1).astype(np.uint64)
     position_salt = splitmix64(np.arange(values.shape[1], dtype=np.uint64))
     return splitmix64(np.bitwise_xor.reduce(splitmix64(values ^ position_salt[None, :]), axis=1))
+
+
+class Dice:
+    """Hands out the columns of one block of uniform draws per episode (``uniform(keys, stream, count)``), in order."""
+
+    def __init__(self, keys: np.ndarray, stream: int, count: int) -> None:
+        self.draws = uniform(keys, stream, count)
+        self.used = 0
+
+    def uniform(self, n: int) -> np.ndarray:
+        self.used += n
+        return self.draws[:, self.used - n : self.used]
+
+    def integers(self, n: int, high: int | np.ndarray) -> np.ndarray:
+        return np.minimum((self.uniform(n) * high).astype(np.int64), np.asarray(high) - 1)
+
+    def distinct(self, population: int, k: int) -> np.ndarray:
+        """k distinct values from range(population) per row, in random order."""
+        draws = self.integers(k, population - np.arange(k))  # the j-th pick is among population - j left
+        chosen = np.empty_like(draws)
+        for j in range(k):
+            value = draws[:, j].copy()
+            # Turn "the value-th unused number" into a number by stepping over those already taken.
+            for taken in np.sort(chosen[:, :j], axis=1).T:
+                value += value >= taken
+            chosen[:, j] = value
+        return chosen
+
+    def pick(self, allowed: np.ndarray) -> np.ndarray:
+        """One allowed column per row of ``allowed`` (B, n), uniformly; -1 where none is allowed."""
+        scores = np.where(allowed, 1.0 + self.uniform(allowed.shape[1]), 0.0)
+        return np.where(allowed.any(axis=1), np.argmax(scores, axis=1), -1)

@@ -62,38 +62,6 @@ def world_corpus() -> list[str]:
     return [*FEMALE, *MALE, *PLACES, *OBJECTS, *MOVE_VERBS, NOBODY, NOTHING, FILLER, TEMPLATE_WORDS]
 
 
-class _Dice:
-    """Hands out the columns of one block of uniform draws per episode, in order."""
-
-    def __init__(self, keys: np.ndarray, stream: int, count: int) -> None:
-        self.draws = rs.uniform(keys, stream, count)
-        self.used = 0
-
-    def uniform(self, n: int) -> np.ndarray:
-        self.used += n
-        return self.draws[:, self.used - n : self.used]
-
-    def integers(self, n: int, high: int | np.ndarray) -> np.ndarray:
-        return np.minimum((self.uniform(n) * high).astype(np.int64), np.asarray(high) - 1)
-
-    def distinct(self, population: int, k: int) -> np.ndarray:
-        """k distinct values from range(population) per row, in random order."""
-        draws = self.integers(k, population - np.arange(k))  # the j-th pick is among population - j left
-        chosen = np.empty_like(draws)
-        for j in range(k):
-            value = draws[:, j].copy()
-            # Turn "the value-th unused number" into a number by stepping over those already taken.
-            for taken in np.sort(chosen[:, :j], axis=1).T:
-                value += value >= taken
-            chosen[:, j] = value
-        return chosen
-
-    def pick(self, allowed: np.ndarray) -> np.ndarray:
-        """One allowed column per row of ``allowed`` (B, n), uniformly; -1 where none is allowed."""
-        scores = np.where(allowed, 1.0 + self.uniform(allowed.shape[1]), 0.0)
-        return np.where(allowed.any(axis=1), np.argmax(scores, axis=1), -1)
-
-
 @dataclass
 class _World:
     """The facts of B worlds, as indices (people, places and objects into the module's lists)."""
@@ -184,7 +152,7 @@ class MicroWorldTask:
     # -- worlds ---------------------------------------------------------------------------------
 
     def _draw_cast(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        dice = _Dice(keys, CAST_STREAM, self.n_people + self.n_places + self.n_objects)
+        dice = rs.Dice(keys, CAST_STREAM, self.n_people + self.n_places + self.n_objects)
         return (
             dice.distinct(len(self._people), self.n_people),
             dice.distinct(len(self._places), self.n_places),
@@ -218,7 +186,7 @@ class MicroWorldTask:
     def _draw_world(self, keys: np.ndarray) -> _World:
         b, n_p, n_l, n_o, n_e = len(keys), self.n_people, self.n_places, self.n_objects, self.n_events
         people, places, objects = self._draw_cast(keys)
-        dice = _Dice(keys, WORLD_STREAM, n_p + n_o + n_e * (3 + n_o))
+        dice = rs.Dice(keys, WORLD_STREAM, n_p + n_o + n_e * (3 + n_o))
         rows = np.arange(b)
         person_at = dice.integers(n_p, n_l)
         object_at = dice.integers(n_o, n_l)
@@ -296,7 +264,7 @@ class MicroWorldTask:
             w["."],
         )
         kind, moving = world.event_kind, world.event_kind == MOVE
-        verb = self._move_verbs[_Dice(keys, VERB_STREAM, self.n_events).integers(self.n_events, len(MOVE_VERBS))]
+        verb = self._move_verbs[rs.Dice(keys, VERB_STREAM, self.n_events).integers(self.n_events, len(MOVE_VERBS))]
         event_lines = _columns(
             b,
             self.n_events,
@@ -338,7 +306,7 @@ class MicroWorldTask:
         """Question lines (T arrays of (B, length)), answers (B, T, 2), keywords (B, T), turns (B,)."""
         b, w, n_t = len(keys), self._id, self.max_turns
         rows = np.arange(b)
-        dice = _Dice(keys, DIALOGUE_STREAM, 4 + n_t)
+        dice = rs.Dice(keys, DIALOGUE_STREAM, 4 + n_t)
         n_turns = self.min_turns + dice.integers(1, self.max_turns - self.min_turns + 1)[:, 0]
         kind = dice.integers(1, 4)[:, 0]
         person = dice.integers(1, self.n_people)[:, 0]
