@@ -1,9 +1,9 @@
 """The ``serve`` and ``ui`` commands, and a trained policy behind the server (the agent of ``dialog-gym ui``).
 
 ``PolicyReplies`` makes a token-level agent (``PolicyAgent``: observation window in, next token
-out) answer a whole turn: it types tokens into a copy of the observation window, as the env slides
-it, until EOS or the answer limit, so the reply is exactly what the policy would type step by step
-in the token-level env. ``transcripts`` plays a run's test episodes with it for the page.
+out) answer a whole turn: it reads the window the token-level env would show after each token typed
+so far (``DialogTurnEnv.window_after``), until EOS or the answer limit, so the reply is exactly what
+the policy would type step by step in the token-level env. ``transcripts`` plays a run's test episodes with it for the page.
 """
 
 from __future__ import annotations
@@ -33,13 +33,10 @@ class PolicyReplies:
         self.agent = agent
 
     def __call__(self, env: DialogTurnEnv) -> list[int]:
-        window = env.kernel.obs[0].copy()  # (L,) the token-level env's observation now
         eos, reply = env.tokenizer.eos_id, []
-        info = {"turn": np.array([env.kernel.turn.item()])}
+        info = {"turn": np.array([env.turn])}
         while len(reply) < env.max_answer_tokens and (not reply or reply[-1] != eos):
-            token = int(self.agent(window[None], info)[0])
-            reply.append(token)
-            window[:-1], window[-1] = window[1:].copy(), token
+            reply.append(int(self.agent(env.window_after(reply)[None], info)[0]))
         return reply
 
 

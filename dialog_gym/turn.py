@@ -233,6 +233,17 @@ class DialogTurnEnv(gym.Env, DialogAPI):
         the scripted expert's next utterance in an interactive task."""
         return self.kernel.reference(0).tolist()
 
+    @property
+    def turn(self) -> int:
+        """The open turn: how many answers of the episode have ended."""
+        return self.kernel.turn.item()
+
+    def window_after(self, typed: Sequence[int] = ()) -> np.ndarray:
+        """(max_len,) the token-level observation once the tokens ``typed`` of the open reply are in,
+        without stepping: what a token-level agent reads before it chooses the next token."""
+        window = self.kernel.obs[0]
+        return np.concatenate([window, np.asarray(typed, np.int64)])[len(typed) :]
+
     def text(self) -> str:
         """The whole dialogue so far, as the observation's ``text`` shows it."""
         return self.tokenizer.decode(self.kernel.history(0))
