@@ -19,7 +19,6 @@ Writes ``ppo_throughput.json`` and ``.md`` into ``--out`` (see ``benchmarks/reco
 
 from __future__ import annotations
 
-import argparse
 import subprocess
 import sys
 import tempfile
@@ -30,9 +29,10 @@ from typing import Any
 import torch
 
 import dialog_gym  # noqa: F401
+from agents.config import TrainConfig
 from agents.policy import PolicyConfig, TransformerPolicy
 from agents.ppo import PPOConfig, ppo_update
-from agents.train import TokenRun, TrainConfig
+from agents.token_run import TokenRun
 from benchmarks import record
 
 
@@ -197,13 +197,11 @@ def run(quick: bool = False, main_job: bool = False, out: Path | None = None) ->
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="fewer repetitions and smaller measurements")
+    parser = record.arguments(__doc__, quick="fewer repetitions and smaller measurements")
     parser.add_argument("--main-job", action="store_true", help="also time the default `dialog-gym train` (minutes)")
-    parser.add_argument("--out", help="directory for the results files (default: benchmarks/results, or its quick/)")
     args = parser.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads\n")
-    print(run(args.quick, args.main_job, Path(args.out) if args.out else record.default_out(args.quick)))
+    print(run(args.quick, args.main_job, record.out_dir(args)))
 
 
 if __name__ == "__main__":

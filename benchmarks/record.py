@@ -18,6 +18,7 @@ A file written by another tool (``env_throughput.json``) needs only ``markdown``
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -36,6 +37,21 @@ QUICK_RESULTS = RESULTS / "quick"
 def default_out(quick: bool) -> Path:
     """Where a benchmark writes by default: quick runs never overwrite the files the README quotes."""
     return QUICK_RESULTS if quick else RESULTS
+
+
+def arguments(doc: str, quick: str | None = None) -> argparse.ArgumentParser:
+    """A benchmark's command line: its docstring as the help, ``--out`` and, when ``quick`` says what a
+    quick run is, ``--quick``. ``out_dir`` reads the directory back."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    if quick is not None:
+        parser.add_argument("--quick", action="store_true", help=quick)
+    parser.add_argument("--out", help="directory for the results files (default: benchmarks/results, or its quick/)")
+    return parser
+
+
+def out_dir(args: argparse.Namespace) -> Path:
+    """``--out``, or where the run writes by default (``default_out``)."""
+    return Path(args.out) if args.out else default_out(getattr(args, "quick", False))
 
 
 def git_commit() -> str:

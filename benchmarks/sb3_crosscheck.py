@@ -33,7 +33,6 @@ agents (the others' runs are shown when cached, never computed). The report goes
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import hashlib
 import json
@@ -45,7 +44,8 @@ from pathlib import Path
 
 import dialog_gym
 from agents.agent import PolicyAgent
-from agents.train import TokenRun, TrainConfig
+from agents.config import TrainConfig
+from agents.token_run import TokenRun
 from benchmarks import record
 
 EVAL_EPISODES, EVAL_SEED = 256, 1234
@@ -428,8 +428,7 @@ def run(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="2 settings, 1 seed, 30k env steps each")
+    parser = record.arguments(__doc__, quick="2 settings, 1 seed, 30k env steps each")
     parser.add_argument(
         "--seeds", type=int, help="seeds per setting (default: 1 quick; full: 2, and 1 for 3-token answers)"
     )
@@ -439,13 +438,10 @@ def main() -> None:
         "--agents", help=f"comma-separated agents whose missing runs are computed (some of {', '.join(AGENTS)})"
     )
     parser.add_argument("--settings", help='comma-separated settings of the grid to run, e.g. "V8 A1,V16 A1"')
-    parser.add_argument(
-        "--out", help="directory for the results files and PNGs (default: benchmarks/results, or its quick/)"
-    )
     args = parser.parse_args()
     cache = None if args.quick or args.no_cache else RESULTS / "sb3_crosscheck_runs.jsonl"
     split = lambda text: tuple(part.strip() for part in text.split(",")) if text else None  # noqa: E731
-    out = Path(args.out) if args.out else record.default_out(args.quick)
+    out = record.out_dir(args)
     print(
         run(
             args.quick,

@@ -28,7 +28,6 @@ and env steps per second, mean ± std over seeds, and ours / TRL seed by seed.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import statistics
 import tempfile
@@ -39,7 +38,8 @@ import numpy as np
 import torch
 
 from agents.agent import PolicyAgent
-from agents.train import TokenRun, TrainConfig
+from agents.config import TrainConfig
+from agents.token_run import TokenRun
 from benchmarks import record
 from benchmarks.sb3_crosscheck import Result, greedy_success, spread
 
@@ -269,13 +269,11 @@ def run(quick: bool = False, seeds: int | None = None, budget: int | None = None
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="1 seed, 30k env steps")
+    parser = record.arguments(__doc__, quick="1 seed, 30k env steps")
     parser.add_argument("--seeds", type=int, help="seeds (default: 3, or 1 with --quick)")
     parser.add_argument("--budget", type=int, help="env steps per run (default: 100k, or 30k with --quick)")
-    parser.add_argument("--out", help="directory for the results files (default: benchmarks/results, or its quick/)")
     args = parser.parse_args()
-    out = Path(args.out) if args.out else record.default_out(args.quick)
+    out = record.out_dir(args)
     print(run(args.quick, args.seeds, args.budget, out))
 
 

@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load_file
 
 from agents.checkpoint import latest_checkpoint
-from agents.config import Seed, update_seed
+from agents.config import Seed, TrainConfig, update_seed
 from agents.critic_free import (
     ALGORITHMS,
     CriticFreeConfig,
@@ -28,7 +28,8 @@ from agents.critic_free import (
 )
 from agents.metrics import TIMING_COLUMNS
 from agents.ppo import ppo_update
-from agents.train import TokenRun, TrainConfig, train
+from agents.token_run import TokenRun
+from agents.train import train
 
 TOY = {"vocab_size": 8, "answer_len": 1, "n_questions": 0}
 CRITIC_FREE = [a for a in ALGORITHMS if a != "ppo"]

@@ -13,9 +13,11 @@ import torch
 from safetensors.torch import load_file
 
 from agents.checkpoint import latest_checkpoint
+from agents.config import TrainConfig, update_seed
 from agents.ppo import ppo_update
 from agents.rollout import TokenRollout
-from agents.train import TokenRun, TrainConfig, train, update_seed
+from agents.token_run import TokenRun
+from agents.train import train
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKER = ROOT / "tests" / "helpers" / "ddp_worker.py"

@@ -14,9 +14,11 @@ from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel
 import dialog_gym
 from agents.agent import PolicyAgent
 from agents.cli import main as cli
+from agents.config import TrainConfig
 from agents.hf_policy import HFPolicy, HFPolicyConfig, build_hf_policy
 from agents.rollout import collect_episodes
-from agents.train import TokenRun, TrainConfig, train
+from agents.token_run import TokenRun
+from agents.train import train
 
 TINY_GPT2 = Path(__file__).resolve().parents[1] / "examples" / "tiny-gpt2"
 

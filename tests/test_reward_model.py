@@ -179,7 +179,8 @@ def test_preference_files_with_a_bom_load_and_bad_bytes_are_named(tmp_path):
 @pytest.mark.slow  # trains a reward model, then a policy against it
 def test_ppo_against_a_learned_reward_raises_the_true_accuracy(tmp_path):
     """The RLHF loop end to end on DialogQA-v0: preferences -> reward model -> PPO, judged by the task's metric."""
-    from agents.train import TrainConfig, train
+    from agents.config import TrainConfig
+    from agents.train import train
 
     kernel = gym.make("DialogQA-v0").unwrapped.kernel
     model = train_reward_model(task_preferences(kernel, 2000, seed=0), kernel.max_len, RewardModelConfig(epochs=2))

@@ -12,7 +12,7 @@ import torch
 from agents.build import build_policy, with_model_tokenizer
 from agents.config import TrainConfig
 from agents.pretrained import CACHE_VARIABLE
-from agents.train import TokenRun
+from agents.token_run import TokenRun
 
 pytestmark = [
     pytest.mark.skipif(

@@ -11,11 +11,13 @@ import torch
 from safetensors.torch import load_file
 
 from agents.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint, save_checkpoint
+from agents.config import TrainConfig
 from agents.metrics import TIMING_COLUMNS
 from agents.policy import PolicyConfig, TransformerPolicy
 from agents.ppo import NonFiniteError
 from agents.pretrain import PretrainConfig, answer_loss, pretrain
-from agents.train import TokenRun, TrainConfig, train
+from agents.token_run import TokenRun
+from agents.train import train
 
 TOY = {"vocab_size": 8, "answer_len": 1, "n_questions": 0}
 
@@ -231,7 +233,7 @@ def test_a_failed_save_leaves_the_last_good_checkpoint_intact(trained_run, monke
 
 
 def test_a_nan_reward_stops_training_and_saves_nothing(tmp_path, monkeypatch):
-    import agents.train as module
+    import agents.token_run as module
 
     real = module.collect_episodes
 
@@ -392,7 +394,7 @@ def kill_at(monkeypatch, module, name: str, when=lambda *args, **kwargs: True) -
 
 
 def test_a_run_killed_before_its_first_update_resumes_from_the_pretrained_policy(tmp_path, monkeypatch):
-    import agents.train as module
+    import agents.token_run as module
 
     config = small_config(total_steps=1000)
     straight = train(config, tmp_path / "straight", progress=False)
@@ -408,7 +410,7 @@ def test_a_run_killed_before_its_first_update_resumes_from_the_pretrained_policy
 
 
 def test_a_run_killed_during_pretraining_resumes_by_pretraining_again(tmp_path, monkeypatch):
-    import agents.train as module
+    import agents.token_run as module
 
     config = small_config(total_steps=500)
     straight = train(config, tmp_path / "straight", progress=False)
@@ -421,7 +423,7 @@ def test_a_run_killed_during_pretraining_resumes_by_pretraining_again(tmp_path, 
 
 
 def test_a_kill_while_latest_is_written_resumes_from_the_newest_complete_checkpoint(tmp_path, monkeypatch):
-    import agents.train as module
+    import agents.token_run as module
 
     config = small_config(total_steps=1500)
     straight = train(config, tmp_path / "straight", progress=False)

@@ -13,8 +13,10 @@ from pathlib import Path
 
 from safetensors.torch import save_file
 
+from agents.config import TrainConfig
 from agents.distributed import start_processes, stop_processes
-from agents.train import TokenRun, TrainConfig, train
+from agents.token_run import TokenRun
+from agents.train import train
 
 
 def main() -> None:
