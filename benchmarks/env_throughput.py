@@ -26,9 +26,7 @@ next episodes generated ahead (one generation call per 16 episodes of a row, not
 
 from __future__ import annotations
 
-import argparse
 import time
-from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -209,15 +207,13 @@ def run(quick: bool = False, seconds: float | None = None) -> str:
 def main() -> None:
     from benchmarks import record
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="shorter timing runs")
+    parser = record.arguments(__doc__, quick="shorter timing runs")
     parser.add_argument("--seconds", type=float, default=None, help="time per configuration (default 2, quick 0.3)")
-    parser.add_argument("--out", default=None, help="directory for env_throughput.md and .json")
     args = parser.parse_args()
     start = time.perf_counter()
     records = measure(args.quick, args.seconds)
     text = table(records)
-    out = Path(args.out) if args.out else record.default_out(args.quick)
+    out = record.out_dir(args)
     record.write(
         "env_throughput", {"rows": records}, text, out, quick=args.quick, wall_seconds=time.perf_counter() - start
     )

