@@ -19,7 +19,6 @@ training returns.
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import statistics
 import tempfile
@@ -31,7 +30,7 @@ from typing import Any
 import dialog_gym
 from agents.config import TrainConfig
 from agents.critic_free import ALGORITHMS
-from agents.train import TokenRun
+from agents.token_run import TokenRun
 from benchmarks import record
 
 EVAL_EPISODES = 500
@@ -72,11 +71,16 @@ SETTINGS = (
     # The main job's recipe (pretraining on noisy demonstrations, then RL with the KL leash), a third
     # of its RL budget.
     Setting("DialogQA-v0, pretrained", "DialogQA-v0", 100_000),
-    # Three of the hard half of the suite, each with its reference run's recipe
-    # (benchmarks/reference_scores.py) at half its RL budget. Conversation-v0 has no setting: its long
-    # dialogues make one 50k-step run take about 4.5 minutes here, so its 15 runs (after pretraining on
-    # 16,000 demonstrations for 2 epochs per seed) would take about 90 minutes.
+    # The hard half of the suite, each with its reference run's recipe (benchmarks/reference_scores.py)
+    # at half its RL budget; Conversation-v0 at a quarter: its long dialogues make a 50k-step run take
+    # about 4.5 minutes here, so its 15 runs would take over an hour at half.
     Setting("Tutor-v0, pretrained", "Tutor-v0", 50_000),
+    Setting(
+        "Conversation-v0, pretrained",
+        "Conversation-v0",
+        25_000,
+        {"pretraining": {"demonstrations": 16_000, "epochs": 2}},
+    ),
     Setting("TwentyQuestions-v0, pretrained", "TwentyQuestions-v0", 50_000),
     Setting("CustomerService-v0, pretrained", "CustomerService-v0", 50_000),
 )
@@ -232,15 +236,13 @@ def run(quick: bool = False, seeds: int | None = None, out: Path | None = None, 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="the toy setting, 1 seed")
+    parser = record.arguments(__doc__, quick="the toy setting, 1 seed")
     parser.add_argument("--seeds", type=int, help="seeds per setting (default: 3, or 1 with --quick)")
     parser.add_argument(
         "--env", action="append", default=[], help="run only this env's setting (repeatable); the others' runs are kept"
     )
-    parser.add_argument("--out", help="directory for the results files (default: benchmarks/results, or its quick/)")
     args = parser.parse_args()
-    out = Path(args.out) if args.out else record.default_out(args.quick)
+    out = record.out_dir(args)
     print(run(args.quick, args.seeds, out, tuple(args.env)))
 
 
