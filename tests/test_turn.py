@@ -251,3 +251,22 @@ def test_the_turn_env_needs_a_plain_token_env():
     env = gym.make("DialogQA-Turn-v0", render_mode="ansi")
     env.reset(seed=0)
     assert env.render().startswith("<bos>")
+
+
+@pytest.mark.parametrize("env_id", ["DialogQA-v0", "TwentyQuestions-v0"])
+def test_window_after_is_the_token_envs_observation_once_those_tokens_are_typed(env_id):
+    turn_env = gym.make(turn_id(env_id)).unwrapped
+    token_env = gym.make(env_id).unwrapped
+    turn_env.reset(seed=3)
+    observation, info = token_env.reset(seed=3)
+    assert np.array_equal(turn_env.window_after(), observation) and turn_env.turn == info["turn"] == 0
+    allowed = np.flatnonzero(
+        token_env.action_masks() & (np.arange(token_env.action_space.n) != token_env.tokenizer.eos_id)
+    )
+    typed = [int(t) for t in allowed[:3]]
+    for count, token in enumerate(typed, start=1):
+        observation, *_ = token_env.step(token)
+        assert np.array_equal(turn_env.window_after(typed[:count]), observation)
+    observation, _, terminated, truncated, _ = turn_env.step(typed)  # the reply ends its turn
+    assert np.array_equal(turn_env.window_after(), observation["tokens"])
+    assert turn_env.turn == (0 if terminated or truncated else 1)
