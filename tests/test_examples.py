@@ -10,10 +10,12 @@ import torch
 
 import dialog_gym
 from agents.agent import PolicyAgent
+from agents.config import TrainConfig
 from agents.sb3 import EvaluationCurve, sb3_agent
 from dialog_gym import RandomAgent
 
-sys.path.insert(0, str(Path(__file__).parents[1] / "examples"))
+EXAMPLES = Path(__file__).parents[1] / "examples"
+sys.path.insert(0, str(EXAMPLES))
 TINY = {"vocab_size": 8, "answer_len": 1}
 KEYS = {"episodes", "mean_return", "success_rate", "answer_accuracy", "mean_answer_tokens"}
 
@@ -148,3 +150,10 @@ def test_tianshou_ppo_learns_the_toy_through_gymnasium_make():
     random = dialog_gym.evaluate(dialog_gym.RandomAgent(0), "DialogQA-Toy-v0", episodes=200, **TINY)
     assert result["episodes"] == 200 and random["success_rate"] < 0.1  # 1 in 6 tokens times 1 in 6 for EOS
     assert result["success_rate"] > max(0.3, 5 * random["success_rate"])
+
+
+@pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.yaml")), ids=lambda path: path.name)
+def test_every_example_config_is_a_train_config_of_a_registered_env(path):
+    """``dialog-gym train --config`` takes each example: known keys, the dataclass types, a registered env."""
+    config = TrainConfig.from_yaml(path)
+    assert config.env in gym.registry, f"{path.name}: env {config.env!r} is not registered"
